@@ -1,0 +1,100 @@
+"""The `clonusd` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import structlog
+
+from daemon import __version__
+from daemon.logs import configure_logging
+from daemon.recording import RecordingError, load_recording
+
+log = structlog.get_logger("clonusd")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clonusd", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"clonusd {__version__}")
+    parser.add_argument("--log-level", default="info",
+                        choices=["debug", "info", "warning", "error"])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    rp = sub.add_parser("replay", help="run the detector over a recording; JSON events on stdout")
+    rp.add_argument("file", type=Path, help="recording CSV (clonus-recording/1)")
+    rp.add_argument("--site", help="ankle, wrist or knee (overrides the sidecar)")
+    rp.add_argument("--sensor", help="imu6, acc3 or emg (overrides the sidecar)")
+    rp.add_argument("--fs", type=_positive_float, help="sample rate in Hz (overrides the sidecar)")
+    rp.add_argument("--threshold", type=int, default=None,
+                    help="alarm when more than this many contractions in a row (default 5)")
+    rp.add_argument("--chunk", type=int, default=None,
+                    help="feed this many samples per call, as the live path does")
+
+    ev = sub.add_parser("evaluate", help="score the detector on a folder of labelled recordings")
+    ev.add_argument("directory", type=Path)
+    ev.add_argument("--threshold", type=int, default=None)
+    ev.add_argument("--verbose", action="store_true", help="list each miss and false alarm")
+    return parser
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from daemon.replay import replay_events
+
+    rec = load_recording(args.file, sensor=args.sensor, fs=args.fs, site=args.site)
+    log.info("replay_start", file=str(rec.path), sensor=rec.sensor, site=rec.site,
+             fs_hz=rec.fs, samples=int(rec.t.size))
+    out = sys.stdout
+    n = 0
+    for payload in replay_events(rec, args.threshold, args.chunk):
+        out.write(json.dumps(payload) + "\n")
+        n += 1
+    out.flush()
+    log.info("replay_done", events=n)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from daemon.evaluation import evaluate
+
+    if not args.directory.is_dir():
+        raise RecordingError(f"{args.directory}: not a directory")
+    score = evaluate(args.directory, args.threshold)
+    if args.verbose:
+        for line in score.problems:
+            print(line, file=sys.stderr)
+    print(json.dumps(score.summary(), indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+    if args.threshold is not None and args.threshold < 1:
+        parser.error("--threshold must be at least 1")
+    try:
+        if args.command == "replay":
+            return _replay(args)
+        return _evaluate(args)
+    except RecordingError as exc:
+        print(f"clonusd: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""The streaming clonus detector: timestamped samples in, episode events out.
+
+    samples -> gap/NaN repair -> front-end (band-pass, orientation-free projection or EMG
+    envelope) -> lobes (hysteresis against the noise floor) -> episode state machine
+
+It is exactly chunk-invariant: every adaptive quantity (principal axis, noise floor,
+threshold) changes only at fixed sample positions, so one BLE notification at a time
+gives the same events as a whole file in one call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dsp.episodes import EpisodeTracker
+from dsp.events import EpisodeEvent
+from dsp.filters import FloatArray
+from dsp.frontends import EmgFrontEnd, MotionFrontEnd
+from dsp.lobes import LobeTracker
+from dsp.ringbuffer import RingBuffer
+from dsp.sites import SENSORS, SiteParams
+
+CHANNELS = {"imu6": 6, "acc3": 3}
+
+
+@dataclass
+class DetectorStats:
+    """Counters a health report needs: what came in and what had to be repaired."""
+
+    samples: int = 0
+    nan_rows: int = 0
+    gaps: int = 0
+    missing_samples: int = 0  # filled by interpolation
+    long_gaps: int = 0  # too long to fill: the chain was ended and filters reset
+
+
+class ClonusDetector:
+    """One detector per sensor stream.
+
+    `sensor` is "imu6" (columns acc_x..z, gyr_x..z), "acc3" (acc_x..z) or "emg" (one
+    column per EMG channel). `fs` is the nominal sample rate; the sample times passed to
+    `process` are used to find lost packets.
+    """
+
+    noise_k = 4.0  # lobe threshold in noise-floor RMS units
+    floor_fraction = 0.35  # lobe threshold as a share of the onset amplitude floor
+    max_fill_s = 0.5  # longer gaps are not interpolated
+
+    def __init__(
+        self,
+        sensor: str,
+        params: SiteParams,
+        fs: float,
+        n_channels: int | None = None,
+        context_s: float = 10.0,
+    ) -> None:
+        if sensor not in SENSORS:
+            raise ValueError(f"unknown sensor {sensor!r}; expected one of {', '.join(SENSORS)}")
+        if fs <= 0:
+            raise ValueError("fs must be positive")
+        self.sensor = sensor
+        self.params = params
+        self.fs = float(fs)
+        self.n_channels = n_channels or CHANNELS.get(sensor, 1)
+        self.stats = DetectorStats()
+        self.recent = RingBuffer(max(1, round(context_s * fs)), self.n_channels)
+
+        self.frontend: MotionFrontEnd | EmgFrontEnd
+        if sensor == "emg":
+            self.frontend = EmgFrontEnd(fs, params.band_hz, self.n_channels)
+            beat_fs = self.frontend.out_fs
+            floor, unit, counting = 0.0, "a.u.", "positive"
+        else:
+            self.frontend = MotionFrontEnd(fs, params.band_hz)
+            beat_fs = fs
+            key = "gyr" if sensor == "imu6" else "acc"
+            floor = params.min_amplitude.get(key, 0.0)
+            unit = "deg/s" if key == "gyr" else "m/s^2"
+            counting = "pairs"
+        self.beat_fs = beat_fs
+        self.hop = max(1, round(0.1 * beat_fs))
+        self.amplitude_floor = floor
+        self.lobes = LobeTracker(max_quiet=round(beat_fs / params.rate_hz[0]))
+        self.episodes = EpisodeTracker(
+            params, beat_fs, counting, floor, unit, to_time=self._time_of
+        )
+        # Beat-stage sample times, for reporting; long enough for a long episode.
+        self._times = RingBuffer(round(900 * beat_fs), 1)
+        self._hop_rms = RingBuffer(100, 1)  # 10 s of quiet-signal hop RMS
+        self._pos = 0  # beat-stage samples produced
+        self._hop_fill = 0
+        self._hop_sq = 0.0
+        self._threshold = np.inf
+        self._last_t: float | None = None
+        self._last_row: FloatArray | None = None
+
+    # -- public --------------------------------------------------------------------------
+
+    @property
+    def threshold(self) -> float:
+        return self._threshold
+
+    def process(self, t: FloatArray, x: FloatArray) -> list[EpisodeEvent]:
+        """Feed samples `x` (n, n_channels) taken at times `t` (n,); returns new events."""
+        t = np.asarray(t, dtype=np.float64).reshape(-1)
+        x = np.asarray(x, dtype=np.float64).reshape(t.size, self.n_channels)
+        good = np.all(np.isfinite(x), axis=1) & np.isfinite(t)
+        self.stats.nan_rows += int(t.size - np.count_nonzero(good))
+        t, x = t[good], x[good]
+        events: list[EpisodeEvent] = []
+        if t.size == 0:
+            return events
+        self.stats.samples += t.size
+        self.recent.push(x)
+        for seg_t, seg_x, gap_before in self._segments(t, x):
+            if gap_before:
+                events += self.episodes.force_end(self._pos, reason="signal_gap")
+                self.frontend.reset()
+                self.lobes.reset()
+            events += self._run(seg_t, seg_x)
+        return events
+
+    def flush(self) -> list[EpisodeEvent]:
+        """End any episode in progress (end of recording, shutdown)."""
+        return self.episodes.force_end(self._pos, reason="stream_ended")
+
+    # -- gaps ----------------------------------------------------------------------------
+
+    def _segments(self, t: FloatArray, x: FloatArray) -> list[tuple[FloatArray, FloatArray, bool]]:
+        """Split at lost packets: short gaps are filled linearly, long ones split."""
+        prev_t = self._last_t
+        all_t = t if prev_t is None else np.concatenate(([prev_t], t))
+        steps = np.diff(all_t) * self.fs
+        gap_idx = np.flatnonzero(steps >= 2.5)
+        offset = 0 if prev_t is None else 1  # steps[i] precedes t[i + 1 - offset]
+        out: list[tuple[FloatArray, FloatArray, bool]] = []
+        start = 0
+        for g in gap_idx:
+            i = int(g) + 1 - offset  # index in t of the first sample after the gap
+            before_t = all_t[g]
+            before_x = x[i - 1] if i > 0 else self._last_row
+            missing = round(steps[g]) - 1
+            if start < i:
+                out.append((t[start:i], x[start:i], False))
+            self.stats.gaps += 1
+            if missing * 1.0 / self.fs > self.max_fill_s or before_x is None:
+                self.stats.long_gaps += 1
+                out.append((t[i:i], x[i:i], True))
+            else:
+                self.stats.missing_samples += missing
+                frac = np.arange(1, missing + 1) / (missing + 1)
+                fill_t = before_t + frac * (t[i] - before_t)
+                fill_x = before_x + frac[:, None] * (x[i] - before_x)
+                out.append((fill_t, fill_x, False))
+            start = i
+        out.append((t[start:], x[start:], False))
+        self._last_t = float(t[-1])
+        self._last_row = x[-1].copy()
+        return out
+
+    # -- the beat stage ------------------------------------------------------------------
+
+    def _run(self, t: FloatArray, x: FloatArray) -> list[EpisodeEvent]:
+        if t.size == 0:
+            return []
+        if self.sensor == "imu6":
+            fe = self.frontend.process(x[:, 3:6])
+        else:
+            fe = self.frontend.process(x)
+        n = fe.osc.size
+        if n == 0:
+            return []
+        self._times.push(t[fe.index])
+        events: list[EpisodeEvent] = []
+        start = 0
+        while start < n:
+            take = min(self.hop - self._hop_fill, n - start)
+            y = fe.osc[start : start + take]
+            pos = np.arange(self._pos, self._pos + take)
+            for lobe, started in self.lobes.process(pos, y, self._threshold):
+                if started:
+                    events += self.episodes.started(lobe)
+            self._pos += take
+            self._hop_fill += take
+            self._hop_sq += float(np.dot(y, y))
+            start += take
+            if self._hop_fill == self.hop:
+                events += self.episodes.tick(self._pos - 1)
+                self._end_hop()
+        return events
+
+    def _end_hop(self) -> None:
+        rms = np.sqrt(self._hop_sq / self.hop)
+        self._hop_fill = 0
+        self._hop_sq = 0.0
+        if not self.episodes.active:
+            self._hop_rms.push(np.array([rms]))
+        sigma = float(np.median(self._hop_rms.latest()))
+        self.episodes.noise_level = sigma
+        self._threshold = max(
+            self.noise_k * sigma, self.floor_fraction * self.amplitude_floor, 1e-12
+        )
+
+    def _time_of(self, pos: int) -> float:
+        held = len(self._times)
+        back = self._times.total - pos
+        if 1 <= back <= held:
+            return float(self._times.latest(back)[0, 0])
+        last = float(self._times.latest(1)[0, 0]) if held else 0.0
+        return last - (back - 1) / self.beat_fs

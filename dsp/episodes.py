@@ -1,0 +1,235 @@
+"""From half-cycles to clonus episodes: chains of regular beats and the ">5" rule.
+
+A chain is a run of alternating lobes whose period (same-sign lobe to same-sign lobe)
+stays within the site's clonus rate and close to its own recent median. A leading lobe
+much larger than the rest is the stretch that set the clonus off (the trigger), not a
+beat. The chain's contractions are counted once per cycle: every positive EMG-envelope
+lobe (a burst), or every pair of motion lobes. When the count passes the threshold and
+the chain looks like clonus (rate, regularity, amplitude), the episode is declared
+(`clonus.onset`); it ends when the rhythm stops, fades or breaks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dsp.events import EpisodeEvent, scats_class
+from dsp.lobes import Lobe
+from dsp.sites import SiteParams
+
+
+@dataclass
+class _Chain:
+    lobes: list[Lobe] = field(default_factory=list)
+    episode: int | None = None  # set once declared sustained
+    last_update_pos: int = 0
+    beats_at_onset: int = 0
+
+
+class EpisodeTracker:
+    """Consumes lobes, produces onset/update/end events.
+
+    `to_time` maps a beat-stage sample position to signal time; `fs` is the beat-stage
+    rate; `counting` is "pairs" (motion: one beat per full cycle) or "positive" (EMG
+    envelope: one beat per burst).
+    """
+
+    def __init__(
+        self,
+        params: SiteParams,
+        fs: float,
+        counting: str,
+        amplitude_floor: float,
+        amplitude_unit: str,
+        to_time: Callable[[int], float],
+        update_interval_s: float = 2.0,
+        trigger_ratio: float = 2.0,
+        fade_ratio: float = 0.3,
+    ) -> None:
+        self.p = params
+        self.fs = fs
+        self.counting = counting
+        self.amplitude_floor = amplitude_floor
+        self.amplitude_unit = amplitude_unit
+        self.to_time = to_time
+        self.update_interval = round(update_interval_s * fs)
+        self.trigger_ratio = trigger_ratio
+        self.fade_ratio = fade_ratio
+        self.min_period = fs / params.rate_hz[1]
+        self.max_period = fs / params.rate_hz[0]
+        self.chain = _Chain()
+        self._next_episode = 1
+        self.noise_level = 0.0  # set by the detector, for the confidence figure
+
+    @property
+    def active(self) -> bool:
+        """True while a chain is being built (the noise floor is frozen meanwhile)."""
+        return bool(self.chain.lobes)
+
+    @property
+    def sustained(self) -> bool:
+        return self.chain.episode is not None
+
+    # -- feeding -------------------------------------------------------------------------
+
+    def started(self, lobe: Lobe) -> list[EpisodeEvent]:
+        """A new lobe crossed the threshold: the moment a contraction can be counted."""
+        events: list[EpisodeEvent] = []
+        if self.chain.lobes and (not self._continues(lobe) or self._faded()):
+            events += self._finish(lobe.start_pos)
+        self.chain.lobes.append(lobe)
+        events += self._check(lobe.start_pos)
+        return events
+
+    def tick(self, pos: int) -> list[EpisodeEvent]:
+        """Called at fixed positions as time passes: ends a chain whose rhythm stopped."""
+        lobes = self.chain.lobes
+        if not lobes:
+            return []
+        periods = self._periods()
+        limit = max(2.0 * float(np.median(periods)) if periods.size else 0.0, self.max_period)
+        if pos - lobes[-1].start_pos > 1.25 * limit:
+            return self._finish(pos)
+        if self.sustained and pos - self.chain.last_update_pos >= self.update_interval:
+            self.chain.last_update_pos = pos
+            return [self._event("clonus.update", pos)]
+        return []
+
+    def force_end(self, pos: int, reason: str) -> list[EpisodeEvent]:
+        """End whatever is in progress now (signal lost, shutdown)."""
+        return self._finish(pos, reason=reason)
+
+    # -- chain rules ---------------------------------------------------------------------
+
+    def _continues(self, lobe: Lobe) -> bool:
+        lobes = self.chain.lobes
+        prev = lobes[-1]
+        if lobe.sign == prev.sign:
+            return False
+        half = lobe.start_pos - prev.start_pos
+        if not 0.25 * self.min_period <= half <= 0.8 * self.max_period:
+            return False
+        if len(lobes) >= 2:
+            period = lobe.start_pos - lobes[-2].start_pos
+            if not 0.8 * self.min_period <= period <= 1.2 * self.max_period:
+                return False
+            periods = self._periods()
+            if periods.size >= 3:
+                ref = float(np.median(periods[-4:]))
+                if abs(period - ref) > self.p.regularity_tolerance * ref:
+                    return False
+        return True
+
+    def _closed_amps(self) -> np.ndarray:
+        return np.abs([lb.peak for lb in self.chain.lobes if lb.closed])
+
+    def _faded(self) -> bool:
+        """The last full cycle was far smaller than the chain's median: the rhythm ended."""
+        amps = self._closed_amps()
+        if amps.size < 6:
+            return False
+        ref = float(np.median(amps[:-2]))
+        return bool(amps[-1] < self.fade_ratio * ref and amps[-2] < self.fade_ratio * ref)
+
+    def _periods(self) -> np.ndarray:
+        pos = np.array([lb.start_pos for lb in self.chain.lobes[self._n_trigger() :]])
+        if pos.size < 3:
+            return np.empty(0)
+        return np.asarray(pos[2:] - pos[:-2], dtype=np.float64)
+
+    def _n_trigger(self) -> int:
+        amps = self._closed_amps()
+        if amps.size < 5:
+            return 0
+        ref = float(np.median(amps[2:10]))
+        n = 0
+        while n < 2 and amps[n] > self.trigger_ratio * ref:
+            n += 1
+        return n
+
+    def _beat_lobes(self) -> list[Lobe]:
+        lobes = self.chain.lobes[self._n_trigger() :]
+        amps = np.abs([lb.peak for lb in lobes if lb.closed])
+        if amps.size >= 4:
+            # Trailing lobes that faded below the chain's size are ringing, not beats.
+            ref = float(np.median(amps))
+            while lobes and lobes[-1].closed and abs(lobes[-1].peak) < self.fade_ratio * ref:
+                lobes = lobes[:-1]
+        if self.counting == "positive":
+            return [lb for lb in lobes if lb.sign > 0]
+        # Motion: one beat per complete cycle; the beat is the second lobe of each pair.
+        return lobes[1::2]
+
+    def _check(self, pos: int) -> list[EpisodeEvent]:
+        if self.sustained:
+            return []
+        beats = len(self._beat_lobes())
+        if beats <= self.p.threshold_beats:
+            return []
+        if not self._looks_like_clonus():
+            return []
+        self.chain.episode = self._next_episode
+        self._next_episode += 1
+        self.chain.last_update_pos = pos
+        self.chain.beats_at_onset = beats
+        return [self._event("clonus.onset", pos)]
+
+    def _looks_like_clonus(self) -> bool:
+        periods = self._periods()
+        if periods.size < 2:
+            return False
+        rate = self.fs / float(np.median(periods))
+        if not self.p.rate_hz[0] <= rate <= self.p.rate_hz[1]:
+            return False
+        return self._amplitude() >= self.amplitude_floor
+
+    # -- figures -------------------------------------------------------------------------
+
+    def _amplitude(self) -> float:
+        amps = self._closed_amps()[self._n_trigger() :]
+        return float(np.median(amps)) if amps.size else 0.0
+
+    def _event(self, kind: str, pos: int, **extra: object) -> EpisodeEvent:
+        beats = self._beat_lobes()
+        periods = self._periods()
+        first_t = self.to_time(beats[0].start_pos)
+        last_t = self.to_time(beats[-1].start_pos)
+        duration = last_t - first_t
+        if periods.size:
+            mean_period = float(np.mean(periods))
+            cv = float(np.std(periods) / mean_period)
+            freq = self.fs / mean_period
+        else:
+            cv, freq = 1.0, 0.0
+        regularity = max(0.0, 1.0 - cv)
+        amp = self._amplitude()
+        snr = amp / self.noise_level if self.noise_level > 0 else 10.0
+        confidence = regularity * float(np.clip((snr - 2.0) / 8.0, 0.0, 1.0))
+        payload: dict[str, object] = {"scats_clonus": scats_class(duration)}
+        payload.update(extra)
+        return EpisodeEvent(
+            event=kind,  # type: ignore[arg-type]
+            t=self.to_time(pos),
+            episode=self.chain.episode or 0,
+            beats=len(beats),
+            frequency_hz=freq,
+            amplitude=amp,
+            amplitude_unit=self.amplitude_unit,
+            regularity=regularity,
+            confidence=confidence,
+            onset_t=first_t,
+            last_beat_t=last_t,
+            duration_s=duration,
+            elicited=self._n_trigger() > 0,
+            extra=payload,
+        )
+
+    def _finish(self, pos: int, reason: str = "rhythm_stopped") -> list[EpisodeEvent]:
+        events: list[EpisodeEvent] = []
+        if self.sustained:
+            events.append(self._event("clonus.end", pos, end_reason=reason))
+        self.chain = _Chain()
+        return events

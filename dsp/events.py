@@ -1,0 +1,51 @@
+"""Episode events: what the detector measured, as plain data."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+EventKind = Literal["clonus.onset", "clonus.update", "clonus.end"]
+
+
+@dataclass(frozen=True)
+class EpisodeEvent:
+    """One onset, update or end of a sustained-clonus episode.
+
+    Figures are what the detector measured on the signal so far: `beats` counted
+    contractions, `frequency_hz` their mean rate, `amplitude` the median half-cycle size in
+    the sensor's unit, `regularity` 1 minus the coefficient of variation of the
+    inter-beat intervals, and `confidence` a 0-1 heuristic of regularity and signal-to-noise
+    (not a probability).
+    """
+
+    event: EventKind
+    t: float  # signal time (recording / sensor clock) at which this was decided
+    episode: int
+    beats: int
+    frequency_hz: float
+    amplitude: float
+    amplitude_unit: str
+    regularity: float
+    confidence: float
+    onset_t: float  # signal time of the first counted contraction
+    last_beat_t: float
+    duration_s: float
+    elicited: bool  # a stretch transient was seen right before the first contraction
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        extra = d.pop("extra")
+        for key in ("t", "frequency_hz", "amplitude", "regularity", "confidence", "onset_t",
+                    "last_beat_t", "duration_s"):
+            d[key] = round(float(d[key]), 4)
+        d.update(extra)
+        return d
+
+
+def scats_class(duration_s: float) -> int:
+    """SCATS clonus score from duration: 1 (<3 s), 2 (3-10 s), 3 (>10 s)."""
+    if duration_s < 3.0:
+        return 1
+    return 2 if duration_s <= 10.0 else 3

@@ -1,0 +1,55 @@
+"""A fixed-capacity ring buffer of multichannel samples: the last seconds of a signal."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+class RingBuffer:
+    """Holds the newest `capacity` rows of an (n, n_channels) float stream.
+
+    Memory is allocated once, so a long-running daemon does not grow; `latest` returns a
+    copy in time order, for context windows and event snippets.
+    """
+
+    def __init__(self, capacity: int, n_channels: int = 1) -> None:
+        if capacity <= 0:
+            raise ValueError("capacity must be positive")
+        self.capacity = capacity
+        self.n_channels = n_channels
+        self._data = np.zeros((capacity, n_channels), dtype=np.float64)
+        self._head = 0  # index of the next write
+        self.total = 0  # rows ever pushed
+
+    def __len__(self) -> int:
+        return min(self.total, self.capacity)
+
+    def push(self, rows: NDArray[np.float64]) -> None:
+        """Append rows of shape (n,) (one channel) or (n, n_channels)."""
+        rows = np.asarray(rows, dtype=np.float64).reshape(-1, self.n_channels)
+        n = rows.shape[0]
+        if n == 0:
+            return
+        if n >= self.capacity:
+            self._data[:] = rows[-self.capacity :]
+            self._head = 0
+        else:
+            end = self._head + n
+            if end <= self.capacity:
+                self._data[self._head : end] = rows
+            else:
+                split = self.capacity - self._head
+                self._data[self._head :] = rows[:split]
+                self._data[: n - split] = rows[split:]
+        self._head = (self._head + n) % self.capacity
+        self.total += n
+
+    def latest(self, n: int | None = None) -> NDArray[np.float64]:
+        """The newest `n` rows (all held rows by default), oldest first."""
+        held = len(self)
+        n = held if n is None else min(n, held)
+        if n == 0:
+            return np.empty((0, self.n_channels))
+        idx = (self._head - n + np.arange(n)) % self.capacity
+        return self._data[idx]

@@ -1,0 +1,67 @@
+"""Per-site detector defaults, from the physiology notes (shared/research).
+
+Clonus runs at about 3-9 Hz at every limb site (ankle 3.8-8 Hz, slower by up to 2 Hz at
+the start and end of an episode; patellar and wrist clonus "similar to ankle", so they are
+allowed to run a little faster). The band-pass is 2nd order (4 poles): higher orders ring
+and invent beats. Amplitude floors reject physiological tremor (0.0015-0.035 g) and the
+few-degree wobble of a limb at rest; they are per sensor because units differ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+Site = Literal["ankle", "wrist", "knee"]
+SensorKind = Literal["imu6", "acc3", "emg"]
+
+SITES: tuple[Site, ...] = ("ankle", "wrist", "knee")
+SENSORS: tuple[SensorKind, ...] = ("imu6", "acc3", "emg")
+
+
+@dataclass(frozen=True)
+class SiteParams:
+    """Everything the detector needs to know about where the band is worn."""
+
+    site: Site
+    band_hz: tuple[float, float]
+    rate_hz: tuple[float, float]  # accepted beat rate (1 / inter-beat interval)
+    # Smallest clonus lobe worth counting, per sensor unit: gyro deg/s, acc m/s^2.
+    min_amplitude: dict[str, float] = field(default_factory=dict)
+    threshold_beats: int = 5  # "more than five contractions in a row is sustained"
+    regularity_tolerance: float = 0.35  # |IBI - median| / median accepted for a new beat
+    max_persistent_s: float = 90.0  # longer untriggered rhythm: tremor-like, not clonus
+
+    def with_overrides(self, **changes: object) -> SiteParams:
+        """A copy with some fields replaced (config overrides)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+SITE_DEFAULTS: dict[Site, SiteParams] = {
+    "ankle": SiteParams(
+        site="ankle",
+        band_hz=(2.5, 10.0),
+        rate_hz=(3.0, 9.0),
+        min_amplitude={"gyr": 8.0, "acc": 0.8},
+    ),
+    "knee": SiteParams(
+        site="knee",
+        band_hz=(2.5, 11.0),
+        rate_hz=(3.0, 10.0),
+        min_amplitude={"gyr": 8.0, "acc": 0.8},
+    ),
+    "wrist": SiteParams(
+        site="wrist",
+        band_hz=(3.0, 12.0),
+        rate_hz=(3.5, 10.0),
+        min_amplitude={"gyr": 8.0, "acc": 0.8},
+    ),
+}
+
+
+def site_params(site: str) -> SiteParams:
+    """The defaults for `site`, or a ValueError naming the known sites."""
+    try:
+        return SITE_DEFAULTS[site]  # type: ignore[index]
+    except KeyError:
+        raise ValueError(f"unknown site {site!r}; expected one of {', '.join(SITES)}") from None
