@@ -182,6 +182,8 @@ class ClonusDetector:
             for lobe, started in self.lobes.process(pos, y, self._threshold):
                 if started:
                     events += self.episodes.started(lobe)
+                else:
+                    events += self.episodes.closed(lobe)
             self._pos += take
             self._hop_fill += take
             self._hop_sq += float(np.dot(y, y))

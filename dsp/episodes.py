@@ -47,6 +47,8 @@ class EpisodeTracker:
         to_time: Callable[[int], float],
         update_interval_s: float = 2.0,
         trigger_ratio: float = 2.0,
+        lead_ratio: float = 0.6,
+        tail_ratio: float = 0.4,
         fade_ratio: float = 0.3,
     ) -> None:
         self.p = params
@@ -57,6 +59,8 @@ class EpisodeTracker:
         self.to_time = to_time
         self.update_interval = round(update_interval_s * fs)
         self.trigger_ratio = trigger_ratio
+        self.lead_ratio = lead_ratio
+        self.tail_ratio = tail_ratio
         self.fade_ratio = fade_ratio
         self.min_period = fs / params.rate_hz[1]
         self.max_period = fs / params.rate_hz[0]
@@ -76,13 +80,18 @@ class EpisodeTracker:
     # -- feeding -------------------------------------------------------------------------
 
     def started(self, lobe: Lobe) -> list[EpisodeEvent]:
-        """A new lobe crossed the threshold: the moment a contraction can be counted."""
+        """A new lobe crossed the threshold: does it continue the rhythm?"""
         events: list[EpisodeEvent] = []
         if self.chain.lobes and (not self._continues(lobe) or self._faded()):
             events += self._finish(lobe.start_pos)
         self.chain.lobes.append(lobe)
-        events += self._check(lobe.start_pos)
         return events
+
+    def closed(self, lobe: Lobe) -> list[EpisodeEvent]:
+        """A lobe is complete and its size known: count the contractions so far."""
+        if not self.chain.lobes or self.chain.lobes[-1] is not lobe:
+            return []
+        return self._check(lobe.close_pos)
 
     def tick(self, pos: int) -> list[EpisodeEvent]:
         """Called at fixed positions as time passes: ends a chain whose rhythm stopped."""
@@ -135,33 +144,41 @@ class EpisodeTracker:
         return bool(amps[-1] < self.fade_ratio * ref and amps[-2] < self.fade_ratio * ref)
 
     def _periods(self) -> np.ndarray:
-        pos = np.array([lb.start_pos for lb in self.chain.lobes[self._n_trigger() :]])
+        pos = np.array([lb.start_pos for lb in self._core()])
         if pos.size < 3:
             return np.empty(0)
         return np.asarray(pos[2:] - pos[:-2], dtype=np.float64)
 
-    def _n_trigger(self) -> int:
-        amps = self._closed_amps()
-        if amps.size < 5:
-            return 0
-        ref = float(np.median(amps[2:10]))
-        n = 0
-        while n < 2 and amps[n] > self.trigger_ratio * ref:
-            n += 1
-        return n
+    def _core(self) -> list[Lobe]:
+        """The chain without its lead-in and tail.
+
+        Leading lobes far smaller than the chain (the slow stretch seen through the band-
+        pass) or far larger (the stretch transient itself) are not contractions, and
+        trailing lobes that faded are filter ringing.
+        """
+        lobes = self.chain.lobes
+        amps = np.abs([lb.peak for lb in lobes])
+        closed = [i for i, lb in enumerate(lobes) if lb.closed]
+        if len(closed) < 3:
+            return list(lobes)
+        ref = float(np.median(amps[closed]))
+        lo, hi = self.lead_ratio * ref, self.trigger_ratio * ref
+        start = 0
+        while start < min(3, len(lobes) - 1) and lobes[start].closed and not (
+            lo <= amps[start] <= hi
+        ):
+            start += 1
+        end = len(lobes)
+        while end > start + 1 and lobes[end - 1].closed and amps[end - 1] < self.tail_ratio * ref:
+            end -= 1
+        return list(lobes[start:end])
 
     def _beat_lobes(self) -> list[Lobe]:
-        lobes = self.chain.lobes[self._n_trigger() :]
-        amps = np.abs([lb.peak for lb in lobes if lb.closed])
-        if amps.size >= 4:
-            # Trailing lobes that faded below the chain's size are ringing, not beats.
-            ref = float(np.median(amps))
-            while lobes and lobes[-1].closed and abs(lobes[-1].peak) < self.fade_ratio * ref:
-                lobes = lobes[:-1]
+        core = [lb for lb in self._core() if lb.closed]
         if self.counting == "positive":
-            return [lb for lb in lobes if lb.sign > 0]
-        # Motion: one beat per complete cycle; the beat is the second lobe of each pair.
-        return lobes[1::2]
+            return [lb for lb in core if lb.sign > 0]
+        # Motion: one contraction per cycle, counted on the cycle's first half.
+        return core[0::2]
 
     def _check(self, pos: int) -> list[EpisodeEvent]:
         if self.sustained:
@@ -189,7 +206,7 @@ class EpisodeTracker:
     # -- figures -------------------------------------------------------------------------
 
     def _amplitude(self) -> float:
-        amps = self._closed_amps()[self._n_trigger() :]
+        amps = np.abs([lb.peak for lb in self._core() if lb.closed])
         return float(np.median(amps)) if amps.size else 0.0
 
     def _event(self, kind: str, pos: int, **extra: object) -> EpisodeEvent:
@@ -223,9 +240,13 @@ class EpisodeTracker:
             onset_t=first_t,
             last_beat_t=last_t,
             duration_s=duration,
-            elicited=self._n_trigger() > 0,
+            elicited=self._elicited(),
             extra=payload,
         )
+
+    def _elicited(self) -> bool:
+        core = self._core()
+        return bool(core) and core[0] is not self.chain.lobes[0]
 
     def _finish(self, pos: int, reason: str = "rhythm_stopped") -> list[EpisodeEvent]:
         events: list[EpisodeEvent] = []

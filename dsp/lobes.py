@@ -27,6 +27,7 @@ class Lobe:
     peak: float = 0.0
     peak_pos: int = 0
     closed: bool = False
+    close_pos: int = 0
 
 
 class LobeTracker:
@@ -68,7 +69,7 @@ class LobeTracker:
                         lobe.peak, lobe.peak_pos = float(seg[k]), int(pos[idx[k]])
                 else:
                     if lobe is not None:
-                        lobe.closed = True
+                        lobe.closed, lobe.close_pos = True, start_pos
                         out.append((lobe, False))
                     lobe = Lobe(s, start_pos, float(seg[k]), int(pos[idx[k]]))
                     self._open = lobe
@@ -81,5 +82,6 @@ class LobeTracker:
         """Close the open lobe if the signal has been quiet for longer than max_quiet."""
         if self._open is not None and now - self._last_active > self.max_quiet:
             self._open.closed = True
+            self._open.close_pos = self._last_active + self.max_quiet
             out.append((self._open, False))
             self._open = None
