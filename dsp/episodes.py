@@ -50,6 +50,7 @@ class EpisodeTracker:
         lead_ratio: float = 0.6,
         tail_ratio: float = 0.4,
         fade_ratio: float = 0.3,
+        rearm_s: float = 1.0,
     ) -> None:
         self.p = params
         self.fs = fs
@@ -65,6 +66,8 @@ class EpisodeTracker:
         self.min_period = fs / params.rate_hz[1]
         self.max_period = fs / params.rate_hz[0]
         self.chain = _Chain()
+        self.rearm = round(rearm_s * fs)
+        self._rhythm_end = -(10**9)  # last lobe of the last chain as long as an episode
         self._next_episode = 1
         self.noise_level = 0.0  # set by the detector, for the confidence figure
 
@@ -186,6 +189,11 @@ class EpisodeTracker:
         beats = len(self._beat_lobes())
         if beats <= self.p.threshold_beats:
             return []
+        if self.chain.lobes[0].start_pos - self._rhythm_end < self.rearm:
+            # Rhythm that broke and re-formed without a rest in between is ongoing
+            # oscillation (tremor, or the rest of an episode already reported), not a
+            # new clonus: that starts from rest or from a stretch.
+            return []
         if not self._looks_like_clonus():
             return []
         self.chain.episode = self._next_episode
@@ -252,5 +260,7 @@ class EpisodeTracker:
         events: list[EpisodeEvent] = []
         if self.sustained:
             events.append(self._event("clonus.end", pos, end_reason=reason))
+        if len(self.chain.lobes) > 2 * self.p.threshold_beats:
+            self._rhythm_end = self.chain.lobes[-1].start_pos
         self.chain = _Chain()
         return events
