@@ -49,6 +49,7 @@ class EpisodeTracker:
         trigger_ratio: float = 2.0,
         lead_ratio: float = 0.6,
         tail_ratio: float = 0.4,
+        ring_ratio: float = 0.65,
         fade_ratio: float = 0.3,
         rearm_s: float = 1.0,
     ) -> None:
@@ -62,6 +63,7 @@ class EpisodeTracker:
         self.trigger_ratio = trigger_ratio
         self.lead_ratio = lead_ratio
         self.tail_ratio = tail_ratio
+        self.ring_ratio = ring_ratio
         self.fade_ratio = fade_ratio
         self.min_period = fs / params.rate_hz[1]
         self.max_period = fs / params.rate_hz[0]
@@ -172,7 +174,12 @@ class EpisodeTracker:
         ):
             start += 1
         end = len(lobes)
-        while end > start + 1 and lobes[end - 1].closed and amps[end - 1] < self.tail_ratio * ref:
+        while end > start + 1 and lobes[end - 1].closed and (
+            amps[end - 1] < self.tail_ratio * ref
+            or (end - 3 >= start and amps[end - 1] < self.ring_ratio * amps[end - 3])
+        ):
+            # Ringing after the last beat: far below the chain, or a sudden drop from the
+            # previous same-sign lobe (clonus fades by a few per cent a beat, not by half).
             end -= 1
         return list(lobes[start:end])
 
