@@ -29,8 +29,9 @@ def _positive_float(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clonusd", description=__doc__)
     parser.add_argument("--version", action="version", version=f"clonusd {__version__}")
-    parser.add_argument("--log-level", default="info",
-                        choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     rp = sub.add_parser("replay", help="run the detector over a recording; JSON events on stdout")
@@ -38,10 +39,18 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--site", help="ankle, wrist or knee (overrides the sidecar)")
     rp.add_argument("--sensor", help="imu6, acc3 or emg (overrides the sidecar)")
     rp.add_argument("--fs", type=_positive_float, help="sample rate in Hz (overrides the sidecar)")
-    rp.add_argument("--threshold", type=int, default=None,
-                    help="alarm when more than this many contractions in a row (default 5)")
-    rp.add_argument("--chunk", type=int, default=None,
-                    help="feed this many samples per call, as the live path does")
+    rp.add_argument(
+        "--threshold",
+        type=int,
+        default=None,
+        help="alarm when more than this many contractions in a row (default 5)",
+    )
+    rp.add_argument(
+        "--chunk",
+        type=int,
+        default=None,
+        help="feed this many samples per call, as the live path does",
+    )
 
     ev = sub.add_parser("evaluate", help="score the detector on a folder of labelled recordings")
     ev.add_argument("directory", type=Path)
@@ -54,8 +63,14 @@ def _replay(args: argparse.Namespace) -> int:
     from daemon.replay import replay_events
 
     rec = load_recording(args.file, sensor=args.sensor, fs=args.fs, site=args.site)
-    log.info("replay_start", file=str(rec.path), sensor=rec.sensor, site=rec.site,
-             fs_hz=rec.fs, samples=int(rec.t.size))
+    log.info(
+        "replay_start",
+        file=str(rec.path),
+        sensor=rec.sensor,
+        site=rec.site,
+        fs_hz=rec.fs,
+        samples=int(rec.t.size),
+    )
     out = sys.stdout
     n = 0
     for payload in replay_events(rec, args.threshold, args.chunk):

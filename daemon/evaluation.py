@@ -46,7 +46,9 @@ class Score:
             "sensitivity": _ratio(self.detected, self.sustained),
             "unsustained_episodes": self.unsustained,
             "unsustained_rejected": _ratio(self.rejected, self.unsustained),
-            "false_alarms_per_hour": round(self.false_alarms / self.hours, 2) if self.hours else None,
+            "false_alarms_per_hour": round(self.false_alarms / self.hours, 2)
+            if self.hours
+            else None,
             "tremor_false_alarms_per_hour": (
                 round(self.tremor_false_alarms / self.hours, 2) if self.hours else None
             ),
@@ -91,9 +93,8 @@ def score_recording(path: Path, score: Score, threshold_beats: int | None = None
                     if abs(end["beats"] - lab["beats"]) <= 1:
                         score.count_within_1 += 1
                     else:
-                        score.problems.append(
-                            f"{name} @{lab['onset_s']:.1f}s: counted {end['beats']} of {lab['beats']}"
-                        )
+                        where = f"{name} @{lab['onset_s']:.1f}s"
+                        score.problems.append(f"{where}: counted {end['beats']} of {lab['beats']}")
             else:
                 near = [e["t"] for e in onsets if lab["onset_s"] - 1 <= e["t"] <= hi + 1]
                 score.problems.append(
@@ -118,7 +119,9 @@ def score_recording(path: Path, score: Score, threshold_beats: int | None = None
             score.tremor_false_alarms += 1
         else:
             score.false_alarms += 1
-        score.problems.append(f"{name}: false alarm at {e['t']:.2f}s ({', '.join(kinds) or 'quiet'})")
+        score.problems.append(
+            f"{name}: false alarm at {e['t']:.2f}s ({', '.join(kinds) or 'quiet'})"
+        )
 
 
 def evaluate(directory: Path, threshold_beats: int | None = None) -> Score:

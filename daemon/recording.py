@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,8 +65,11 @@ def load_recording(
     sensor = sensor or meta.get("sensor")
     site = site or meta.get("site")
     fs_val = fs if fs is not None else meta.get("fs_hz")
-    for name, value, flag in (("sensor", sensor, "--sensor"), ("site", site, "--site"),
-                              ("fs_hz", fs_val, "--fs")):
+    for name, value, flag in (
+        ("sensor", sensor, "--sensor"),
+        ("site", site, "--site"),
+        ("fs_hz", fs_val, "--fs"),
+    ):
         if value is None:
             raise RecordingError(f"{path}: {name} unknown (no sidecar {sidecar.name}; give {flag})")
     if sensor not in SENSORS:
@@ -79,11 +83,14 @@ def load_recording(
     if not fs_f > 0:
         raise RecordingError(f"sample rate {fs_f} must be positive")
     t, x, columns = _read_csv(path, str(sensor))
-    return Recording(path, str(sensor), fs_f, str(site), str(meta.get("side", "unknown")),
-                     t, x, columns, meta)
+    return Recording(
+        path, str(sensor), fs_f, str(site), str(meta.get("side", "unknown")), t, x, columns, meta
+    )
 
 
-def _read_csv(path: Path, sensor: str) -> tuple[NDArray[np.float64], NDArray[np.float64], list[str]]:
+def _read_csv(
+    path: Path, sensor: str
+) -> tuple[NDArray[np.float64], NDArray[np.float64], list[str]]:
     with path.open() as fh:
         header_line = fh.readline()
         header = [h.strip() for h in header_line.strip().split(",")]
@@ -97,9 +104,13 @@ def _read_csv(path: Path, sensor: str) -> tuple[NDArray[np.float64], NDArray[np.
             wanted = SENSOR_COLUMNS[sensor]
             missing = [c for c in wanted if c not in header]
             if missing:
-                raise RecordingError(f"{path}: {sensor} recording lacks column(s) {', '.join(missing)}")
+                raise RecordingError(
+                    f"{path}: {sensor} recording lacks column(s) {', '.join(missing)}"
+                )
         try:
-            data = np.loadtxt(fh, delimiter=",", ndmin=2, dtype=np.float64)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "no data": reported below
+                data = np.loadtxt(fh, delimiter=",", ndmin=2, dtype=np.float64)
         except ValueError as exc:
             raise RecordingError(f"{path}: malformed CSV: {exc}") from None
     if data.shape[0] == 0:

@@ -165,10 +165,8 @@ class ClonusDetector:
     def _run(self, t: FloatArray, x: FloatArray) -> list[EpisodeEvent]:
         if t.size == 0:
             return []
-        if self.sensor == "imu6":
-            fe = self.frontend.process(x[:, 3:6])
-        else:
-            fe = self.frontend.process(x)
+        # IMU6 counts on the gyroscope: free of gravity, and closer to clinical ratings.
+        fe = self.frontend.process(x[:, 3:6] if self.sensor == "imu6" else x)
         n = fe.osc.size
         if n == 0:
             return []

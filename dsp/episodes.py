@@ -169,14 +169,18 @@ class EpisodeTracker:
         ref = float(np.median(amps[closed]))
         lo, hi = self.lead_ratio * ref, self.trigger_ratio * ref
         start = 0
-        while start < min(3, len(lobes) - 1) and lobes[start].closed and not (
-            lo <= amps[start] <= hi
+        while (
+            start < min(3, len(lobes) - 1) and lobes[start].closed and not (lo <= amps[start] <= hi)
         ):
             start += 1
         end = len(lobes)
-        while end > start + 1 and lobes[end - 1].closed and (
-            amps[end - 1] < self.tail_ratio * ref
-            or (end - 3 >= start and amps[end - 1] < self.ring_ratio * amps[end - 3])
+        while (
+            end > start + 1
+            and lobes[end - 1].closed
+            and (
+                amps[end - 1] < self.tail_ratio * ref
+                or (end - 3 >= start and amps[end - 1] < self.ring_ratio * amps[end - 3])
+            )
         ):
             # Ringing after the last beat: far below the chain, or a sudden drop from the
             # previous same-sign lobe (clonus fades by a few per cent a beat, not by half).

@@ -37,8 +37,16 @@ class EpisodeEvent:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         extra = d.pop("extra")
-        for key in ("t", "frequency_hz", "amplitude", "regularity", "confidence", "onset_t",
-                    "last_beat_t", "duration_s"):
+        for key in (
+            "t",
+            "frequency_hz",
+            "amplitude",
+            "regularity",
+            "confidence",
+            "onset_t",
+            "last_beat_t",
+            "duration_s",
+        ):
             d[key] = round(float(d[key]), 4)
         d.update(extra)
         return d

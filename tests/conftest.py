@@ -1,0 +1,18 @@
+"""Shared fixtures: the labelled development recordings beside the project."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DEV = ROOT.parent / "shared" / "recordings" / "dev"
+EXAMPLE = ROOT / "daemon" / "examples" / "ankle-imu6-demo.csv"
+
+
+@pytest.fixture(scope="session")
+def dev_dir() -> Path:
+    if not DEV.is_dir():
+        pytest.fail(f"development recordings not found at {DEV} (shared/ must sit beside the repo)")
+    return DEV

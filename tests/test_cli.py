@@ -1,0 +1,117 @@
+"""`clonusd replay` and `clonusd evaluate` as a user runs them: a real process."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import EXAMPLE
+
+
+def clonusd(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "daemon.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_replay_prints_one_json_event_per_line() -> None:
+    proc = clonusd("replay", str(EXAMPLE))
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    meta = json.loads(EXAMPLE.with_suffix(".json").read_text())
+    sustained = [lab for lab in meta["labels"] if lab["sustained"]]
+    onsets = [e for e in events if e["event"] == "clonus.onset"]
+    ends = [e for e in events if e["event"] == "clonus.end"]
+    assert len(onsets) == len(sustained) == len(ends)
+    for onset, end, lab in zip(onsets, ends, sustained, strict=True):
+        assert lab["beat_times_s"][5] <= onset["t"] <= lab["end_s"]
+        assert end["episode"] == onset["episode"]
+        assert abs(end["beats"] - lab["beats"]) <= 1
+        assert abs(end["frequency_hz"] - lab["frequency_hz"]) < 0.5
+        for key in ("amplitude", "regularity", "confidence", "duration_s", "site", "sensor"):
+            assert key in end
+    updates = [e for e in events if e["event"] == "clonus.update"]
+    assert updates and all(u["episode"] in {o["episode"] for o in onsets} for u in updates)
+    # Logs went to stderr, not into the event stream.
+    assert "replay_done" in proc.stderr
+
+
+def test_replay_without_sidecar_takes_overrides(tmp_path: Path) -> None:
+    csv = tmp_path / "bare.csv"
+    shutil.copy(EXAMPLE, csv)
+    proc = clonusd("replay", str(csv))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("clonusd: error:")
+    assert "--sensor" in proc.stderr
+    ok = clonusd("replay", str(csv), "--sensor", "imu6", "--site", "ankle", "--fs", "200")
+    assert ok.returncode == 0 and ok.stdout.count("clonus.onset") >= 3
+
+
+@pytest.mark.parametrize(
+    ("content", "args", "expected"),
+    [
+        (None, [], "no such file"),
+        (
+            "t,acc_x,acc_y,acc_z\n0,1,2,3\n0.01,1,x,3\n",
+            ["--sensor", "acc3", "--site", "ankle", "--fs", "100"],
+            "malformed CSV",
+        ),
+        (
+            "t,acc_x,acc_y\n0,1,2\n",
+            ["--sensor", "acc3", "--site", "ankle", "--fs", "100"],
+            "lacks column(s) acc_z",
+        ),
+        (
+            "t,acc_x,acc_y,acc_z\n0,1,2,3\n",
+            ["--sensor", "acc3", "--site", "elbow", "--fs", "100"],
+            "unknown site 'elbow'",
+        ),
+        (
+            "t,acc_x,acc_y,acc_z\n0,1,2,3\n",
+            ["--sensor", "ecg", "--site", "ankle", "--fs", "100"],
+            "unknown sensor 'ecg'",
+        ),
+        (
+            "t,acc_x,acc_y,acc_z\n",
+            ["--sensor", "acc3", "--site", "ankle", "--fs", "100"],
+            "no samples",
+        ),
+    ],
+)
+def test_replay_errors_are_one_line_and_non_zero(
+    tmp_path: Path, content: str | None, args: list[str], expected: str
+) -> None:
+    path = tmp_path / "rec.csv"
+    if content is not None:
+        path.write_text(content)
+    proc = clonusd("replay", str(path), *args)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_bad_sample_rate_is_rejected() -> None:
+    proc = clonusd("replay", str(EXAMPLE), "--fs", "-5")
+    assert proc.returncode == 2 and "must be positive" in proc.stderr
+
+
+def test_evaluate_scores_a_folder(tmp_path: Path) -> None:
+    shutil.copy(EXAMPLE, tmp_path / "a.csv")
+    shutil.copy(EXAMPLE.with_suffix(".json"), tmp_path / "a.json")
+    proc = clonusd("evaluate", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["recordings"] == 1
+    assert summary["sensitivity"] == 1.0
+    assert summary["unsustained_rejected"] == 1.0
+    assert summary["false_alarms"] == 0
