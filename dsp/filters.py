@@ -54,6 +54,7 @@ class StreamingSOS:
         self.n_channels = n_channels
         self._zi_unit = signal.sosfilt_zi(self.sos)  # (n_sections, 2) for a unit step
         self._zi: FloatArray | None = None
+        self._coeffs = [tuple(float(c) for c in row) for row in self.sos]
 
     def reset(self) -> None:
         """Forget the state; the next sample re-initialises it (after a gap or saturation)."""
@@ -67,5 +68,26 @@ class StreamingSOS:
         two_d = x.reshape(x.shape[0], -1)
         if self._zi is None:
             self._zi = self._zi_unit[:, :, None] * two_d[0][None, None, :]
+        if two_d.shape[0] <= self.small_chunk:
+            return self._process_small(two_d).reshape(x.shape)
         y, self._zi = signal.sosfilt(self.sos, two_d, axis=0, zi=self._zi)
         return np.asarray(y).reshape(x.shape)
+
+    small_chunk = 8
+
+    def _process_small(self, x: FloatArray) -> FloatArray:
+        """Direct form II transposed, as scipy's sosfilt computes it, without its per-call
+        set-up: for the one-to-a-few samples of a single BLE notification that set-up costs
+        more than the arithmetic."""
+        zi = self._zi
+        assert zi is not None
+        y = np.empty_like(x)
+        for n in range(x.shape[0]):
+            cur = x[n]
+            for k, (b0, b1, b2, _a0, a1, a2) in enumerate(self._coeffs):
+                new = b0 * cur + zi[k, 0]
+                zi[k, 0] = b1 * cur - a1 * new + zi[k, 1]
+                zi[k, 1] = b2 * cur - a2 * new
+                cur = new
+            y[n] = cur
+        return y

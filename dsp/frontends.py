@@ -15,7 +15,6 @@ from dsp.filters import (
     FloatArray,
     StreamingSOS,
     bandpass_sos,
-    highpass_sos,
     lowpass_sos,
     notch_sos,
 )
@@ -25,13 +24,11 @@ from dsp.filters import (
 class FrontEndOutput:
     """One chunk of front-end output at the beat-stage rate.
 
-    `osc` is the band-passed oscillation, `transient` the size of the fast, broadband
-    movement (stretch, knock) used to recognise triggers and impacts, and `index` the
-    position, within the input chunk, of the sample each output sample came from.
+    `osc` is the band-passed oscillation and `index` the position, within the input
+    chunk, of the sample each output sample came from.
     """
 
     osc: FloatArray
-    transient: FloatArray
     index: np.ndarray
 
 
@@ -82,19 +79,15 @@ class MotionFrontEnd:
     def __init__(self, fs: float, band_hz: tuple[float, float]) -> None:
         self.fs = fs
         self.band = StreamingSOS(bandpass_sos(band_hz[0], band_hz[1], fs), n_channels=3)
-        # Fast movement above the clonus band: a stretch or a knock shows here first.
-        self.fast = StreamingSOS(highpass_sos(min(12.0, 0.3 * fs), fs), n_channels=3)
         self.projector = PrincipalAxisProjector(fs)
 
     def process(self, x: FloatArray) -> FrontEndOutput:
         y3 = self.band.process(x)
         osc = self.projector.process(y3)
-        fast = np.sqrt(np.sum(self.fast.process(x) ** 2, axis=1))
-        return FrontEndOutput(osc=osc, transient=fast, index=np.arange(x.shape[0]))
+        return FrontEndOutput(osc=osc, index=np.arange(x.shape[0]))
 
     def reset(self) -> None:
         self.band.reset()
-        self.fast.reset()
         self.projector.reset()
 
 
@@ -138,7 +131,7 @@ class EmgFrontEnd:
         keep = np.flatnonzero((self._n + np.arange(x.shape[0])) % self.q == 0)
         self._n += x.shape[0]
         osc = self.band.process(env[keep])
-        return FrontEndOutput(osc=osc, transient=np.zeros_like(osc), index=keep)
+        return FrontEndOutput(osc=osc, index=keep)
 
     def reset(self) -> None:
         self.pre.reset()
