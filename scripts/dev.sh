@@ -20,8 +20,13 @@ ensure_venv() {
         fi
         "$PY" -m venv "$VENV"
     fi
-    "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-    "$VENV/bin/python" -m pip install -q -e ".[$1]"
+    local log="$VENV/install.log"
+    if ! { "$VENV/bin/python" -m pip install -q --upgrade pip &&
+           "$VENV/bin/python" -m pip install -q -e ".[$1]"; } >"$log" 2>&1; then
+        cat "$log" >&2
+        echo "dev.sh: installing the project into $VENV failed (log above)" >&2
+        exit 1
+    fi
 }
 
 case "${1:-}" in
