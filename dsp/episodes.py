@@ -50,6 +50,7 @@ class EpisodeTracker:
         lead_ratio: float = 0.6,
         tail_ratio: float = 0.4,
         ring_ratio: float = 0.65,
+        first_beat_ratio: float = 0.3,
         fade_ratio: float = 0.3,
         rearm_s: float = 1.0,
     ) -> None:
@@ -64,6 +65,7 @@ class EpisodeTracker:
         self.lead_ratio = lead_ratio
         self.tail_ratio = tail_ratio
         self.ring_ratio = ring_ratio
+        self.first_beat_ratio = first_beat_ratio
         self.fade_ratio = fade_ratio
         self.min_period = fs / params.rate_hz[1]
         self.max_period = fs / params.rate_hz[0]
@@ -188,11 +190,35 @@ class EpisodeTracker:
         return list(lobes[start:end])
 
     def _beat_lobes(self) -> list[Lobe]:
-        core = [lb for lb in self._core() if lb.closed]
+        core = self._core()
+        known = [lb for lb in core if lb.closed]
         if self.counting == "positive":
-            return [lb for lb in core if lb.sign > 0]
-        # Motion: one contraction per cycle, counted on the cycle's first half.
-        return core[0::2]
+            return [lb for lb in known if lb.sign > 0]
+        if not known:
+            return []
+        # Motion: one contraction per cycle, counted on the cycle's quick phase (the
+        # plantarflexion jerk, ~45 % of the period), whose lobe rises faster in band.
+        sign = self._beat_sign(known)
+        beats = [lb for lb in known if lb.sign == sign]
+        # Filter start-up shrinks the first beat: a smaller lobe of the beat's sign just
+        # before the core is that first contraction, not lead-in.
+        lobes = self.chain.lobes
+        first = lobes.index(core[0])
+        if first > 0 and lobes[first - 1].sign == sign and lobes[first - 1].closed:
+            ref = float(np.median(np.abs([lb.peak for lb in known])))
+            if abs(lobes[first - 1].peak) >= self.first_beat_ratio * ref:
+                beats.insert(0, lobes[first - 1])
+        return beats
+
+    @staticmethod
+    def _beat_sign(known: list[Lobe]) -> int:
+        rise = {s: [lb.peak_pos - lb.start_pos for lb in known if lb.sign == s]
+                for s in (1, -1)}
+        if rise[1] and rise[-1]:
+            med = {s: float(np.median(r)) for s, r in rise.items()}
+            if med[1] != med[-1]:
+                return 1 if med[1] < med[-1] else -1
+        return known[0].sign
 
     def _check(self, pos: int) -> list[EpisodeEvent]:
         if self.sustained:
