@@ -52,6 +52,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="feed this many samples per call, as the live path does",
     )
 
+    run = sub.add_parser("run", help="run the daemon: sensors -> detector -> MQTT")
+    run.add_argument("--config", type=Path, required=True, help="TOML configuration file")
+    run.add_argument(
+        "--speed",
+        type=_positive_float,
+        default=1.0,
+        help="simulated/replay sources run this many times faster (tests, demos)",
+    )
+
+    chk = sub.add_parser("check-config", help="validate a configuration file and exit")
+    chk.add_argument("file", type=Path)
+
     ev = sub.add_parser("evaluate", help="score the detector on a folder of labelled recordings")
     ev.add_argument("directory", type=Path)
     ev.add_argument("--threshold", type=int, default=None)
@@ -94,17 +106,42 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from daemon.config import load_config
+    from daemon.service import run_service
+
+    cfg = load_config(args.config)
+    configure_logging(args.log_level if args.log_level != "info" else cfg.daemon.log_level)
+    return asyncio.run(run_service(cfg, speed=args.speed))
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from daemon.config import load_config
+
+    cfg = load_config(args.file)
+    print(f"{args.file}: ok ({len(cfg.sensors)} sensor(s), broker {cfg.mqtt.host}:{cfg.mqtt.port})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
-    if args.threshold is not None and args.threshold < 1:
+    if getattr(args, "threshold", None) is not None and args.threshold < 1:
         parser.error("--threshold must be at least 1")
+    from daemon.config import ConfigError
+
+    commands = {
+        "replay": _replay,
+        "evaluate": _evaluate,
+        "run": _run,
+        "check-config": _check_config,
+    }
     try:
-        if args.command == "replay":
-            return _replay(args)
-        return _evaluate(args)
-    except RecordingError as exc:
+        return commands[args.command](args)
+    except (RecordingError, ConfigError) as exc:
         print(f"clonusd: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:

@@ -212,8 +212,7 @@ class EpisodeTracker:
 
     @staticmethod
     def _beat_sign(known: list[Lobe]) -> int:
-        rise = {s: [lb.peak_pos - lb.start_pos for lb in known if lb.sign == s]
-                for s in (1, -1)}
+        rise = {s: [lb.peak_pos - lb.start_pos for lb in known if lb.sign == s] for s in (1, -1)}
         if rise[1] and rise[-1]:
             med = {s: float(np.median(r)) for s, r in rise.items()}
             if med[1] != med[-1]:

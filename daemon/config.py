@@ -1,0 +1,183 @@
+"""The daemon's configuration: one TOML file, validated by pydantic.
+
+An error names the key path, the bad value and what was expected, so a technician can
+fix the file without reading code. Secrets are `SecretStr`: they never print.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from dsp.sites import SiteParams, site_params
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; the message lists every problem, one a line."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MqttConfig(_Strict):
+    host: str = "localhost"
+    port: int = Field(1883, ge=1, le=65535)
+    client_id: str = "clonusd"
+    topic_prefix: str = "clonusd"
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    keepalive_s: int = Field(30, ge=5, le=3600)
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if not v or any(c in v for c in "#+") or v.startswith("/") or v.endswith("/"):
+            raise ValueError("must be a plain topic path without wildcards or edge slashes")
+        return v
+
+    @model_validator(mode="after")
+    def _secrets(self) -> MqttConfig:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give password or password_file, not both")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        return self
+
+    def resolved_password(self) -> str | None:
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            try:
+                return self.password_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"mqtt.password_file: cannot read {self.password_file}: {exc.strerror}"
+                ) from None
+        return None
+
+
+class DetectorOverrides(_Strict):
+    threshold_beats: int | None = Field(None, ge=1, le=50)
+    band_hz: tuple[float, float] | None = None
+    rate_hz: tuple[float, float] | None = None
+
+    @field_validator("band_hz", "rate_hz")
+    @classmethod
+    def _ordered(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and not 0 < v[0] < v[1]:
+            raise ValueError("must be [low, high] with 0 < low < high")
+        return v
+
+
+class ScheduledEpisode(_Strict):
+    at_s: float = Field(ge=0)
+    beats: int = Field(ge=1, le=500)
+    frequency_hz: float = Field(5.5, gt=2, lt=12)
+
+
+class SimulatedSource(_Strict):
+    kind: Literal["simulated"]
+    sensor: Literal["imu6", "acc3", "emg"] = "imu6"
+    fs_hz: float = Field(200.0, gt=0, le=4000)
+    chunk: int = Field(8, ge=1, le=200)  # samples per notification
+    amplitude: float = Field(60.0, gt=0)  # deg/s (imu6), m/s^2 (acc3), mV (emg)
+    noise: float = Field(2.0, ge=0)
+    episodes: list[ScheduledEpisode] = Field(default_factory=list)
+    random_every_s: float | None = Field(None, gt=0)  # random episodes on average this often
+    seed: int = 0
+
+
+class ReplaySource(_Strict):
+    kind: Literal["replay"]
+    file: Path
+    speed: float = Field(1.0, gt=0, le=10000)
+    loop: bool = False
+    chunk: int = Field(8, ge=1, le=1000)
+
+
+SourceConfig = Annotated[SimulatedSource | ReplaySource, Field(discriminator="kind")]
+
+
+class SensorConfig(_Strict):
+    id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")
+    bed: str = Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")
+    site: Literal["ankle", "wrist", "knee"]
+    side: Literal["left", "right", "unknown"] = "unknown"
+    source: SourceConfig
+    detector: DetectorOverrides = DetectorOverrides()
+    stall_after_s: float = Field(3.0, gt=0, le=300)
+
+    def site_params(self) -> SiteParams:
+        params = site_params(self.site)
+        changes = {k: v for k, v in self.detector.model_dump().items() if v is not None}
+        return params.with_overrides(**changes) if changes else params
+
+
+class DaemonConfig(_Strict):
+    state_dir: Path = Path("/var/lib/clonusd")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Config(_Strict):
+    daemon: DaemonConfig = DaemonConfig()
+    mqtt: MqttConfig = MqttConfig()
+    sensors: list[SensorConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Config:
+        seen: set[tuple[str, str]] = set()
+        for s in self.sensors:
+            if (s.bed, s.id) in seen:
+                raise ValueError(f"sensor id {s.id!r} appears twice for bed {s.bed!r}")
+            seen.add((s.bed, s.id))
+        return self
+
+
+def _describe(err: dict[str, object]) -> str:
+    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"  # type: ignore[attr-defined]
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] in ("missing",):
+        return f"{loc}: required key is missing"
+    if err["type"] == "extra_forbidden":
+        return f"{loc}: unknown key"
+    value = err.get("input")
+    secret = "password" in loc
+    shown = "" if secret or isinstance(value, dict | list) else f" (got {value!r})"
+    return f"{loc}: {msg}{shown}"
+
+
+def parse_config(text: str, source: str = "<config>") -> Config:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        lines = [_describe(dict(e)) for e in exc.errors(include_url=False)]
+        raise ConfigError(f"{source}: " + "\n  ".join(["invalid configuration:", *lines])) from None
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse_config(text, str(path))

@@ -1,0 +1,207 @@
+"""One pipeline per sensor: source -> detector -> publisher, with signal health.
+
+Health is data-plane: the measured sample rate, packet loss and the age of the last
+sample, not just whether the link says it is up. A link that claims to be connected but
+delivers nothing for `stall_after_s` raises a stall (a technical alarm).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import deque
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from daemon import topics
+from daemon.config import SensorConfig
+from daemon.publisher import Publisher
+from daemon.sources import LinkStatus, SampleChunk, Source
+from dsp.detector import ClonusDetector
+from dsp.events import EpisodeEvent
+
+PRIORITY = {
+    "clonus.onset": "physiological_alarm",
+    "clonus.update": "physiological_alarm",
+    "clonus.end": "information",
+    "sensor.stall": "technical_alarm",
+    "sensor.stall_cleared": "information",
+}
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class SensorPipeline:
+    def __init__(
+        self, cfg: SensorConfig, source: Source, publisher: Publisher, prefix: str
+    ) -> None:
+        self.cfg = cfg
+        self.source = source
+        self.publisher = publisher
+        self.detector = ClonusDetector(
+            source.sensor, cfg.site_params(), source.fs, n_channels=source.n_channels
+        )
+        self.log = structlog.get_logger("clonusd.sensor").bind(
+            sensor=cfg.id, bed=cfg.bed, site=cfg.site, side=cfg.side
+        )
+        self.event_topic = topics.event(prefix, cfg.bed, cfg.id)
+        self.state_topic = topics.state(prefix, cfg.bed, cfg.id)
+        self.status_topic = topics.status(prefix, cfg.bed, cfg.id)
+        self.link = LinkStatus(connected=False, detail="starting")
+        self.last_sample_at: float | None = None
+        self.stalled = False
+        self.started_streaming = asyncio.Event()
+        self._arrivals: deque[tuple[float, int]] = deque()
+        self.max_process_s = 0.0  # longest detector call, to show DSP never hogs the loop
+        self._last_status_key: dict[str, Any] | None = None
+        self._last_status_at = 0.0
+
+    # -- running -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self._publish_state(None)
+        async for item in self.source.stream():
+            if isinstance(item, LinkStatus):
+                self.link = item
+                self.log.info(
+                    "link",
+                    connected=item.connected,
+                    detail=item.detail,
+                    battery_pct=item.battery_pct,
+                )
+                self._publish_status()
+            else:
+                await self._samples(item)
+
+    async def _samples(self, chunk: SampleChunk) -> None:
+        now = time.monotonic()
+        self.last_sample_at = now
+        self._arrivals.append((now, chunk.t.size))
+        while self._arrivals and now - self._arrivals[0][0] > 5.0:
+            self._arrivals.popleft()
+        if self.stalled:
+            self.stalled = False
+            await self._technical("sensor.stall_cleared")
+        started = time.perf_counter()
+        events = self.detector.process(chunk.t, chunk.x)
+        self.max_process_s = max(self.max_process_s, time.perf_counter() - started)
+        if not self.started_streaming.is_set():
+            self.started_streaming.set()
+            self.log.info("streaming", fs_hz=self.source.fs)
+            self._publish_status()
+        for ev in events:
+            await self._episode_event(ev)
+
+    async def check_stall(self) -> None:
+        """Called periodically: a connected link with no samples is a stall."""
+        if not self.link.connected or self.last_sample_at is None or self.stalled:
+            return
+        if time.monotonic() - self.last_sample_at > self.cfg.stall_after_s:
+            self.stalled = True
+            self.log.warning("stall", no_samples_for_s=self.cfg.stall_after_s)
+            await self._technical("sensor.stall")
+        self._publish_status()
+
+    async def finish(self) -> None:
+        for ev in self.detector.flush():
+            await self._episode_event(ev)
+
+    # -- payloads ------------------------------------------------------------------------
+
+    def _base(self, kind: str) -> dict[str, Any]:
+        return {
+            "schema": topics.SCHEMA,
+            "id": str(uuid.uuid4()),
+            "event": kind,
+            "priority": PRIORITY[kind],
+            "time": _now_iso(),
+            "bed": self.cfg.bed,
+            "sensor": self.cfg.id,
+            "sensor_kind": self.source.sensor,
+            "site": self.cfg.site,
+            "side": self.cfg.side,
+        }
+
+    async def _episode_event(self, ev: EpisodeEvent) -> None:
+        figures = ev.to_dict()
+        payload = {**self._base(ev.event), **{k: v for k, v in figures.items() if k != "event"}}
+        self.log.info(
+            ev.event,
+            episode=ev.episode,
+            beats=ev.beats,
+            frequency_hz=round(ev.frequency_hz, 2),
+            t=round(ev.t, 3),
+        )
+        await self.publisher.publish_event(self.event_topic, payload)
+        self._publish_state(None if ev.event == "clonus.end" else payload)
+
+    async def _technical(self, kind: str) -> None:
+        payload = {**self._base(kind), "stall_after_s": self.cfg.stall_after_s}
+        await self.publisher.publish_event(self.event_topic, payload)
+        self._publish_status()
+
+    def _publish_state(self, active: dict[str, Any] | None) -> None:
+        state: dict[str, Any] = {
+            "schema": topics.SCHEMA,
+            "time": _now_iso(),
+            "bed": self.cfg.bed,
+            "sensor": self.cfg.id,
+            "site": self.cfg.site,
+            "side": self.cfg.side,
+            "clonus": active is not None,
+        }
+        if active is not None:
+            for key in (
+                "episode",
+                "beats",
+                "frequency_hz",
+                "amplitude",
+                "amplitude_unit",
+                "confidence",
+                "onset_t",
+                "t",
+            ):
+                state[key] = active[key]
+        self.publisher.set_retained(self.state_topic, state)
+
+    def status(self) -> dict[str, Any]:
+        stats = self.detector.stats
+        received = sum(n for _, n in self._arrivals)
+        span = (self._arrivals[-1][0] - self._arrivals[0][0]) if len(self._arrivals) > 1 else 0
+        expected = stats.samples + stats.missing_samples
+        loss = stats.missing_samples / expected if expected else 0.0
+        age = (time.monotonic() - self.last_sample_at) if self.last_sample_at else None
+        return {
+            "schema": topics.SCHEMA,
+            "time": _now_iso(),
+            "bed": self.cfg.bed,
+            "sensor": self.cfg.id,
+            "site": self.cfg.site,
+            "side": self.cfg.side,
+            "sensor_kind": self.source.sensor,
+            "link": "connected" if self.link.connected else "disconnected",
+            "link_detail": self.link.detail,
+            "battery_pct": self.link.battery_pct,
+            "rate_hz": round(received / span, 1) if span > 0 else None,
+            "nominal_rate_hz": self.source.fs,
+            "packet_loss": round(loss, 4),
+            "invalid_samples": stats.nan_rows,
+            "last_sample_age_s": round(age, 2) if age is not None else None,
+            "stalled": self.stalled,
+            "quality": "stalled" if self.stalled else ("lossy" if loss > 0.1 else "ok"),
+        }
+
+    def _publish_status(self) -> None:
+        """On any change of what a nurse would act on, and at least every 5 s."""
+        status = self.status()
+        key = {k: v for k, v in status.items()
+               if k not in ("time", "last_sample_age_s", "rate_hz", "packet_loss")}
+        now = time.monotonic()
+        if key != self._last_status_key or now - self._last_status_at >= 5.0:
+            self._last_status_key, self._last_status_at = key, now
+            self.publisher.set_retained(self.status_topic, status)
