@@ -199,8 +199,11 @@ class SensorPipeline:
     def _publish_status(self) -> None:
         """On any change of what a nurse would act on, and at least every 5 s."""
         status = self.status()
-        key = {k: v for k, v in status.items()
-               if k not in ("time", "last_sample_age_s", "rate_hz", "packet_loss")}
+        key = {
+            k: v
+            for k, v in status.items()
+            if k not in ("time", "last_sample_age_s", "rate_hz", "packet_loss")
+        }
         now = time.monotonic()
         if key != self._last_status_key or now - self._last_status_at >= 5.0:
             self._last_status_key, self._last_status_at = key, now

@@ -16,3 +16,13 @@ def dev_dir() -> Path:
     if not DEV.is_dir():
         pytest.fail(f"development recordings not found at {DEV} (shared/ must sit beside the repo)")
     return DEV
+
+
+@pytest.fixture
+def broker(tmp_path: Path):  # type: ignore[no-untyped-def]
+    from broker import Mosquitto
+
+    b = Mosquitto(tmp_path)
+    b.start()
+    yield b
+    b.stop()

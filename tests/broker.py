@@ -1,0 +1,168 @@
+"""Real processes for end-to-end tests: a private Mosquitto, the daemon, a subscriber."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Mosquitto:
+    """A broker on a free loopback port; `stop()`/`start()` simulate an outage."""
+
+    def __init__(self, workdir: Path) -> None:
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(exe).exists():
+            raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
+        self.exe = exe
+        self.port = free_port()
+        self.conf = workdir / "mosquitto.conf"
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+class Subscriber:
+    """Collects every message under a topic filter, with arrival times."""
+
+    def __init__(self, port: int, topic: str = "clonusd/#") -> None:
+        self.messages: list[tuple[float, str, Any, bool]] = []
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"test-sub-{os.getpid()}-{time.monotonic_ns()}",
+        )
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
+        self.client.reconnect_delay_set(0.1, 0.5)
+        self.client.connect("127.0.0.1", port, keepalive=5)
+        self.client.loop_start()
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        text = msg.payload.decode()
+        try:
+            payload: Any = json.loads(text)
+        except json.JSONDecodeError:
+            payload = text
+        with self._lock:
+            self.messages.append((time.monotonic(), msg.topic, payload, bool(msg.retain)))
+
+    def events(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [p for _, topic, p, _ in self.messages if topic.endswith("/event")]
+
+    def on(self, topic_suffix: str) -> list[Any]:
+        with self._lock:
+            return [p for _, topic, p, _ in self.messages if topic.endswith(topic_suffix)]
+
+    def wait_for(self, pred: Callable[[], bool], timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if pred():
+                return True
+            time.sleep(0.05)
+        return pred()
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def write_config(
+    path: Path, port: int, state_dir: Path, episodes: list[dict[str, Any]], extra_sensor: str = ""
+) -> Path:
+    eps = ", ".join("{" + ", ".join(f"{k} = {v}" for k, v in e.items()) + "}" for e in episodes)
+    path.write_text(f"""
+[daemon]
+state_dir = "{state_dir}"
+[mqtt]
+host = "127.0.0.1"
+port = {port}
+client_id = "clonusd-test"
+keepalive_s = 5
+[[sensors]]
+id = "ankle-l"
+bed = "bed-12"
+site = "ankle"
+side = "left"
+[sensors.source]
+kind = "simulated"
+episodes = [{eps}]
+{extra_sensor}
+""")
+    return path
+
+
+class Daemon:
+    def __init__(self, config: Path, speed: float = 1.0) -> None:
+        self.config = config
+        self.speed = speed
+        self.proc: subprocess.Popen[str] | None = None
+        self.log = config.with_suffix(".log")
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "daemon.cli",
+                "run",
+                "--config",
+                str(self.config),
+                "--speed",
+                str(self.speed),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=self.log.open("a"),
+            text=True,
+        )
+
+    def terminate(self, timeout: float = 15.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+    def logs(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""

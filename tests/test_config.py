@@ -1,0 +1,96 @@
+"""Configuration: examples are valid; bad files name the key, the value and what is wanted."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from daemon.config import ConfigError, load_config, parse_config
+
+GOOD = """
+[mqtt]
+password = "s3cret-value"
+[[sensors]]
+id = "ankle-l"
+bed = "bed-1"
+site = "ankle"
+[sensors.source]
+kind = "simulated"
+"""
+
+
+def check(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "daemon.cli", "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("name", ["clonusd.example.toml", "demo.toml"])
+def test_shipped_configs_are_valid(name: str) -> None:
+    proc = check(ROOT / "config" / name)
+    assert proc.returncode == 0, proc.stderr
+    assert "ok" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            GOOD.replace('site = "ankle"', 'site = "elbow"'),
+            "sensors.0.site: Input should be 'ankle', 'wrist' or 'knee' (got 'elbow')",
+        ),
+        (
+            GOOD + "\n[sensors.detector]\nthreshold_beats = 0\n",
+            "sensors.0.detector.threshold_beats: Input should be greater than or equal to 1 (got 0)",
+        ),
+        (GOOD.replace("[mqtt]", "[mqtt]\nport = 70000"), "mqtt.port: Input should be less"),
+        (GOOD.replace('kind = "simulated"', 'kind = "ble"'), "sensors.0.source: Input tag 'ble'"),
+        (GOOD.replace('bed = "bed-1"', 'bed = "bed 1"'), "sensors.0.bed: String should match"),
+        (GOOD + "\nfoo = 1\n", "sensors.0.source.simulated.foo: unknown key"),
+        (GOOD.replace('id = "ankle-l"\n', ""), "sensors.0.id: required key is missing"),
+        ("[mqtt]\n", "sensors: required key is missing"),
+        ("[mqtt\n", "not valid TOML"),
+        (
+            GOOD.replace(
+                'password = "s3cret-value"', 'password = "s3cret-value"\npassword_file = "/x"'
+            ),
+            "give password or password_file, not both",
+        ),
+    ],
+)
+def test_bad_config_names_the_key_and_exits_non_zero(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    proc = check(path)
+    assert proc.returncode == 2
+    assert expected in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "s3cret-value" not in proc.stderr + proc.stdout
+
+
+def test_secrets_never_print(tmp_path: Path) -> None:
+    cfg = parse_config(GOOD)
+    assert "s3cret-value" not in repr(cfg) and "s3cret-value" not in str(cfg.mqtt)
+    assert cfg.mqtt.resolved_password() == "s3cret-value"
+    pw = tmp_path / "pw"
+    pw.write_text("from-file\n")
+    cfg2 = parse_config(GOOD.replace('password = "s3cret-value"', f'password_file = "{pw}"'))
+    assert cfg2.mqtt.resolved_password() == "from-file"
+
+
+def test_missing_file_and_detector_overrides(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "nope.toml")
+    cfg = parse_config(GOOD + "\n[sensors.detector]\nthreshold_beats = 3\nband_hz = [3.0, 9.0]\n")
+    params = cfg.sensors[0].site_params()
+    assert params.threshold_beats == 3 and params.band_hz == (3.0, 9.0)

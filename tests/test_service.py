@@ -1,0 +1,165 @@
+"""End to end: simulated band -> `clonusd run` (a real process) -> real Mosquitto -> subscriber."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from broker import Daemon, Mosquitto, Subscriber, write_config
+
+SPEED = 4.0  # simulated seconds per real second
+
+
+def _kinds(events: list[dict[str, Any]]) -> list[str]:
+    return [e["event"] for e in events]
+
+
+def test_sustained_episode_reaches_subscriber_and_short_one_reaches_no_one(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    sub = Subscriber(broker.port)
+    cfg = write_config(
+        tmp_path / "c.toml",
+        broker.port,
+        tmp_path / "state",
+        [{"at_s": 2, "beats": 10}, {"at_s": 6, "beats": 4}, {"at_s": 9, "beats": 8}],
+    )
+    daemon = Daemon(cfg, SPEED)
+    daemon.start()
+    try:
+        assert sub.wait_for(lambda: _kinds(sub.events()).count("clonus.end") >= 2), daemon.logs()
+        assert sub.wait_for(lambda: "online" in sub.on("/daemon/availability"))
+        sub.wait_for(lambda: False, timeout=1.5)  # the 4-beat episode is long over by now
+    finally:
+        assert daemon.terminate() == 0
+    events = [e for e in sub.events() if e["event"].startswith("clonus.")]
+    onsets = [e for e in events if e["event"] == "clonus.onset"]
+    ends = [e for e in events if e["event"] == "clonus.end"]
+    assert len(onsets) == 2 and len(ends) == 2
+    for onset, end, beats in zip(onsets, ends, (10, 8), strict=True):
+        assert end["episode"] == onset["episode"]
+        assert abs(end["beats"] - beats) <= 1
+        assert onset["priority"] == "physiological_alarm" and end["priority"] == "information"
+        for key in (
+            "schema",
+            "id",
+            "time",
+            "t",
+            "bed",
+            "sensor",
+            "site",
+            "side",
+            "frequency_hz",
+            "confidence",
+        ):
+            assert key in onset
+    assert len({e["id"] for e in events}) == len(events)
+    assert sub.wait_for(lambda: sub.on("/daemon/availability")[-1:] == ["offline"], 5)
+    status = sub.on("/status")[-1]
+    assert status["link"] == "connected" and status["nominal_rate_hz"] == 200.0
+    sub.close()
+
+
+def test_broker_outage_mid_episode_loses_no_event(broker: Mosquitto, tmp_path: Path) -> None:
+    sub = Subscriber(broker.port)
+    cfg = write_config(
+        tmp_path / "c.toml",
+        broker.port,
+        tmp_path / "state",
+        [{"at_s": 2, "beats": 40}, {"at_s": 16, "beats": 10}],
+    )
+    daemon = Daemon(cfg, 2.0)
+    daemon.start()
+    try:
+        assert sub.wait_for(lambda: "clonus.onset" in _kinds(sub.events())), daemon.logs()
+        broker.stop()  # mid-episode: the end and the whole second episode happen offline
+        sub.wait_for(lambda: False, timeout=8.0)
+        broker.start()
+        late = Subscriber(broker.port)
+        assert late.wait_for(lambda: _kinds(late.events()).count("clonus.end") >= 2, 30), (
+            daemon.logs()
+        )
+    finally:
+        assert daemon.terminate() == 0
+    events = sub.events() + late.events()
+    unique = list({e["id"]: e for e in events}.values())
+    kinds = [e["event"] for e in unique if e["event"] != "clonus.update"]
+    assert kinds == ["clonus.onset", "clonus.end", "clonus.onset", "clonus.end"]
+    assert any(e["event"] == "clonus.update" for e in late.events())  # sent during the outage
+    assert [e["t"] for e in unique] == sorted(e["t"] for e in unique)  # in order
+    assert "mqtt_unavailable" in daemon.logs()
+    sub.close()
+    late.close()
+
+
+def test_event_stored_before_a_sigkill_is_delivered_after_restart(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    broker.stop()  # detect while the broker is unreachable: events wait in the outbox
+    state = tmp_path / "state"
+    cfg = write_config(tmp_path / "c.toml", broker.port, state, [{"at_s": 1, "beats": 12}])
+    daemon = Daemon(cfg, SPEED)
+    daemon.start()
+    probe = Subscriber.__new__(Subscriber)  # only for its wait_for helper
+    outbox = state / "outbox.sqlite3"
+
+    def stored() -> list[tuple[int, str]]:
+        if not outbox.exists():
+            return []
+        with sqlite3.connect(outbox) as db:
+            return list(db.execute("SELECT seq, payload FROM outbox ORDER BY seq"))
+
+    assert probe.wait_for(lambda: len(stored()) >= 2, 30), daemon.logs()
+    daemon.kill()  # SIGKILL: no chance to flush anything
+    ids = [__import__("json").loads(p)["id"] for _, p in stored()]
+    broker.start()
+    sub = Subscriber(broker.port)
+    restarted = Daemon(write_config(tmp_path / "c2.toml", broker.port, state, []), SPEED)
+    restarted.start()
+    try:
+        assert sub.wait_for(lambda: {e["id"] for e in sub.events()} >= set(ids), 30), (
+            restarted.logs()
+        )
+    finally:
+        assert restarted.terminate() == 0
+    delivered = [e["id"] for e in sub.events() if e["id"] in ids]
+    assert delivered == ids  # in order
+    assert stored() == []
+    sub.close()
+
+
+def test_late_subscriber_sees_the_alarm_that_is_already_on(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    early = Subscriber(broker.port)
+    cfg = write_config(
+        tmp_path / "c.toml", broker.port, tmp_path / "state", [{"at_s": 1, "beats": 80}]
+    )
+    daemon = Daemon(cfg, 2.0)
+    daemon.start()
+    try:
+        assert early.wait_for(lambda: "clonus.onset" in _kinds(early.events())), daemon.logs()
+        late = Subscriber(broker.port)
+        assert late.wait_for(lambda: bool(late.on("/state")), 10)
+        with late._lock:
+            retained = [(p, r) for _, t, p, r in late.messages if t.endswith("/state")]
+        state, was_retained = retained[0]
+        assert was_retained and state["clonus"] is True and state["beats"] >= 6
+        assert late.wait_for(lambda: "online" in late.on("/daemon/availability"), 5)
+    finally:
+        assert daemon.terminate() == 0
+    assert early.wait_for(lambda: early.on("/state")[-1]["clonus"] is False, 5)
+    early.close()
+    late.close()
+
+
+def test_last_will_marks_a_killed_daemon_offline(broker: Mosquitto, tmp_path: Path) -> None:
+    sub = Subscriber(broker.port)
+    cfg = write_config(tmp_path / "c.toml", broker.port, tmp_path / "state", [])
+    daemon = Daemon(cfg, SPEED)
+    daemon.start()
+    assert sub.wait_for(lambda: "online" in sub.on("/daemon/availability")), daemon.logs()
+    daemon.kill()
+    assert sub.wait_for(lambda: sub.on("/daemon/availability")[-1:] == ["offline"], 15)
+    sub.close()
