@@ -64,6 +64,21 @@ def build_parser() -> argparse.ArgumentParser:
     chk = sub.add_parser("check-config", help="validate a configuration file and exit")
     chk.add_argument("file", type=Path)
 
+    mon = sub.add_parser("monitor", help="terminal bedside view of the published topics")
+    mon.add_argument("--broker", default="localhost:1883", help="HOST[:PORT] of the broker")
+    mon.add_argument("--prefix", default="clonusd", help="topic prefix (default clonusd)")
+    mon.add_argument(
+        "--plain",
+        action="store_true",
+        help="one line per alarm/change instead of a full-screen view",
+    )
+    mon.add_argument(
+        "--duration",
+        type=_positive_float,
+        default=None,
+        help="exit after this many seconds (default: run until Ctrl-C)",
+    )
+
     ev = sub.add_parser("evaluate", help="score the detector on a folder of labelled recordings")
     ev.add_argument("directory", type=Path)
     ev.add_argument("--threshold", type=int, default=None)
@@ -117,6 +132,23 @@ def _run(args: argparse.Namespace) -> int:
     return asyncio.run(run_service(cfg, speed=args.speed))
 
 
+def _monitor(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from daemon.monitor import run_monitor
+
+    host, _, port = args.broker.partition(":")
+    try:
+        port_n = int(port or 1883)
+    except ValueError:
+        raise RecordingError(f"--broker {args.broker!r}: port is not a number") from None
+    plain = args.plain or not sys.stdout.isatty()
+    try:
+        return asyncio.run(run_monitor(host, port_n, args.prefix, plain, args.duration))
+    except KeyboardInterrupt:
+        return 0
+
+
 def _check_config(args: argparse.Namespace) -> int:
     from daemon.config import load_config
 
@@ -138,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         "evaluate": _evaluate,
         "run": _run,
         "check-config": _check_config,
+        "monitor": _monitor,
     }
     try:
         return commands[args.command](args)

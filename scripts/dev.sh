@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Developer entry point: `scripts/dev.sh demo` or `scripts/dev.sh test`.
+# Developer entry point: `scripts/dev.sh demo`, `scripts/dev.sh replay` or `scripts/dev.sh test`.
 # Creates .venv on first use (Debian's system Python refuses pip installs, PEP 668) and
 # installs the project into it; on a bare Debian machine it installs python3-venv first.
 set -euo pipefail
@@ -29,20 +29,57 @@ ensure_venv() {
     fi
 }
 
+ensure_mosquitto() {
+    if command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ]; then
+        return
+    fi
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null
+    else
+        echo "dev.sh: the MQTT broker is missing: sudo apt-get install mosquitto" >&2
+        exit 1
+    fi
+}
+
+demo() {
+    # A simulated ankle band -> clonusd -> a private Mosquitto on a free port -> the monitor.
+    # Not local: the EXIT trap needs them after this function returns.
+    work=$(mktemp -d)
+    port=$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    mosq=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+    printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n' "$port" >"$work/mosquitto.conf"
+    "$mosq" -c "$work/mosquitto.conf" >"$work/mosquitto.log" 2>&1 &
+    mosq_pid=$!
+    sed -e "s/^port = 1883/port = $port/" -e "s#^state_dir = .*#state_dir = \"$work/state\"#" \
+        config/demo.toml >"$work/demo.toml"
+    "$VENV/bin/clonusd" run --config "$work/demo.toml" 2>"$work/daemon.log" &
+    daemon_pid=$!
+    trap 'kill $daemon_pid 2>/dev/null; wait $daemon_pid 2>/dev/null; kill $mosq_pid 2>/dev/null; rm -rf "$work"' EXIT
+    echo "demo: simulated ankle band (synthetic signal, not a patient) -> clonusd -> mosquitto :$port" >&2
+    echo "demo: daemon log in $work/daemon.log; Ctrl-C to stop (ends by itself after ${DEMO_SECONDS:-60} s)" >&2
+    "$VENV/bin/clonusd" monitor --broker "127.0.0.1:$port" --duration "${DEMO_SECONDS:-60}"
+}
+
 case "${1:-}" in
     demo)
         ensure_venv test
-        echo "Replaying the shipped demo recording (synthetic data, not a patient):" >&2
+        ensure_mosquitto
+        demo
+        ;;
+    replay)
+        ensure_venv test
+        echo "Replaying the shipped recording (synthetic data, not a patient):" >&2
         "$VENV/bin/clonusd" replay daemon/examples/ankle-imu6-demo.csv
         ;;
     test)
         ensure_venv dev
+        ensure_mosquitto
         "$VENV/bin/ruff" check .
         "$VENV/bin/mypy"
         "$VENV/bin/python" -m pytest -q
         ;;
     *)
-        echo "usage: scripts/dev.sh demo|test" >&2
+        echo "usage: scripts/dev.sh demo|replay|test" >&2
         exit 2
         ;;
 esac

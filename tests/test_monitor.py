@@ -1,0 +1,83 @@
+"""The bedside monitor: a real daemon, broker and `clonusd monitor --plain` process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from broker import Daemon, Mosquitto, write_config
+
+from daemon.monitor import Board
+
+
+def test_monitor_shows_the_alarm_with_beats_and_frequency(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    cfg = write_config(
+        tmp_path / "c.toml", broker.port, tmp_path / "state", [{"at_s": 2, "beats": 12}]
+    )
+    daemon = Daemon(cfg, 2.0)
+    daemon.start()
+    try:
+        mon = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "daemon.cli",
+                "monitor",
+                "--broker",
+                f"127.0.0.1:{broker.port}",
+                "--plain",
+                "--duration",
+                "8",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        daemon.terminate()
+    assert mon.returncode == 0, mon.stderr
+    lines = mon.stdout.splitlines()
+    alarm = [ln for ln in lines if "ALARM sustained clonus" in ln]
+    assert len(alarm) == 1 and "bed-12 left ankle" in alarm[0] and "6 beats at" in alarm[0]
+    ended = [ln for ln in lines if "ended:" in ln]
+    assert ended and ("12 beats" in ended[0] or "11 beats" in ended[0] or "13 beats" in ended[0])
+
+
+def test_full_screen_view_shows_an_alarm_that_was_already_on() -> None:
+    board = Board("clonusd")
+    board.update("clonusd/daemon/availability", b"online")
+    state = {
+        "bed": "bed-3",
+        "sensor": "wrist-r",
+        "site": "wrist",
+        "side": "right",
+        "clonus": True,
+        "beats": 9,
+        "frequency_hz": 6.4,
+        "confidence": 0.9,
+    }
+    status = {
+        "side": "right",
+        "site": "wrist",
+        "sensor_kind": "acc3",
+        "link": "connected",
+        "rate_hz": 99.8,
+        "nominal_rate_hz": 100.0,
+        "packet_loss": 0.02,
+        "battery_pct": 71,
+        "quality": "ok",
+        "stalled": True,
+    }
+    board.update("clonusd/bed-3/wrist-r/state", json.dumps(state).encode())
+    board.update("clonusd/bed-3/wrist-r/status", json.dumps(status).encode())
+    screen = board.render("localhost:1883")
+    assert "daemon: online" in screen
+    assert "SUSTAINED CLONUS  9 beats at 6.4 Hz" in screen
+    assert "loss 2.0 %" in screen and "battery 71 %" in screen and "STALLED" in screen
+    board.update("clonusd/bed-3/wrist-r/state", json.dumps({**state, "clonus": False}).encode())
+    assert "no clonus" in board.render("localhost:1883")
