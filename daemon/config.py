@@ -100,6 +100,7 @@ class SimulatedSource(_Strict):
     noise: float = Field(2.0, ge=0)
     episodes: list[ScheduledEpisode] = Field(default_factory=list)
     random_every_s: float | None = Field(None, gt=0)  # random episodes on average this often
+    stall_at_s: float | None = Field(None, ge=0)  # stop sending while "connected" (tests)
     seed: int = 0
 
 

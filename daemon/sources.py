@@ -84,6 +84,10 @@ class SimulatedSource:
         while True:
             t, x = self.band.next_chunk(self.cfg.chunk)
             produced += self.cfg.chunk
+            if self.cfg.stall_at_s is not None and t[0] >= self.cfg.stall_at_s:
+                # A band whose link claims to be up but that sends nothing (a dead
+                # bluetoothd looks like this to bleak): the pipeline must notice.
+                await asyncio.Event().wait()
             self._maybe_add_random(float(t[-1]))
             due = start + produced / self.fs / self.speed
             delay = due - time.monotonic()
