@@ -33,7 +33,10 @@ async def run_service(cfg: Config, speed: float = 1.0) -> int:
     started = time.monotonic()
     log.info("starting", sensors=[p.cfg.id for p in pipelines], pending_events=len(outbox))
 
-    pub_task = asyncio.create_task(publisher.run(stop), name="mqtt")
+    # The publisher stops only after the pipelines have ended their episodes, so the
+    # final clonus.end and the cleared state go out before "offline".
+    publisher_stop = asyncio.Event()
+    pub_task = asyncio.create_task(publisher.run(publisher_stop), name="mqtt")
     pipe_tasks = [asyncio.create_task(p.run(), name=f"sensor-{p.cfg.id}") for p in pipelines]
     health_task = asyncio.create_task(_health(pipelines, stop, started), name="health")
     failed = False
@@ -54,7 +57,7 @@ async def run_service(cfg: Config, speed: float = 1.0) -> int:
         await asyncio.gather(*pipe_tasks, health_task, return_exceptions=True)
         for p in pipelines:
             await p.finish()  # an episode in progress ends, and its end is stored
-        stop.set()
+        publisher_stop.set()
         try:
             await asyncio.wait_for(pub_task, timeout=5.0)
         except TimeoutError:
