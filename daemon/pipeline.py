@@ -113,18 +113,24 @@ class SensorPipeline:
 
     # -- payloads ------------------------------------------------------------------------
 
-    def _base(self, kind: str) -> dict[str, Any]:
+    def _identity(self) -> dict[str, Any]:
+        """What every payload starts with: schema, wall-clock time, and which sensor."""
         return {
             "schema": topics.SCHEMA,
-            "id": str(uuid.uuid4()),
-            "event": kind,
-            "priority": PRIORITY[kind],
             "time": _now_iso(),
             "bed": self.cfg.bed,
             "sensor": self.cfg.id,
-            "sensor_kind": self.source.sensor,
             "site": self.cfg.site,
             "side": self.cfg.side,
+        }
+
+    def _base(self, kind: str) -> dict[str, Any]:
+        return {
+            **self._identity(),
+            "id": str(uuid.uuid4()),
+            "event": kind,
+            "priority": PRIORITY[kind],
+            "sensor_kind": self.source.sensor,
         }
 
     async def _episode_event(self, ev: EpisodeEvent) -> None:
@@ -147,12 +153,7 @@ class SensorPipeline:
 
     def _publish_state(self, active: dict[str, Any] | None) -> None:
         state: dict[str, Any] = {
-            "schema": topics.SCHEMA,
-            "time": _now_iso(),
-            "bed": self.cfg.bed,
-            "sensor": self.cfg.id,
-            "site": self.cfg.site,
-            "side": self.cfg.side,
+            **self._identity(),
             "clonus": active is not None,
         }
         if active is not None:
@@ -177,12 +178,7 @@ class SensorPipeline:
         loss = stats.missing_samples / expected if expected else 0.0
         age = (time.monotonic() - self.last_sample_at) if self.last_sample_at else None
         return {
-            "schema": topics.SCHEMA,
-            "time": _now_iso(),
-            "bed": self.cfg.bed,
-            "sensor": self.cfg.id,
-            "site": self.cfg.site,
-            "side": self.cfg.side,
+            **self._identity(),
             "sensor_kind": self.source.sensor,
             "link": "connected" if self.link.connected else "disconnected",
             "link_detail": self.link.detail,
