@@ -41,14 +41,18 @@ async def run_service(cfg: Config, speed: float = 1.0) -> int:
     health_task = asyncio.create_task(_health(pipelines, stop, started), name="health")
     failed = False
     try:
-        done, _ = await asyncio.wait(
-            [*pipe_tasks, asyncio.create_task(stop.wait())],
-            return_when=asyncio.FIRST_COMPLETED,
-        )
-        for task in done:
-            if task in pipe_tasks and task.exception() is not None:
-                log.error("pipeline_failed", task=task.get_name(), error=repr(task.exception()))
-                failed = True
+        # Run until asked to stop. A source that ends (a replay without `loop`) leaves its
+        # sensor idle; only a pipeline that fails stops the daemon (systemd restarts it).
+        stop_task = asyncio.create_task(stop.wait())
+        pending: set[asyncio.Task[None]] = set(pipe_tasks)
+        while not stop.is_set() and not failed:
+            done, _ = await asyncio.wait([*pending, stop_task], return_when=asyncio.FIRST_COMPLETED)
+            for task in done & pending:
+                pending.discard(task)
+                if task.exception() is not None:
+                    log.error("pipeline_failed", task=task.get_name(), error=repr(task.exception()))
+                    failed = True
+        stop_task.cancel()
     finally:
         notify("STOPPING=1")
         health_task.cancel()

@@ -163,3 +163,63 @@ def test_last_will_marks_a_killed_daemon_offline(broker: Mosquitto, tmp_path: Pa
     daemon.kill()
     assert sub.wait_for(lambda: sub.on("/daemon/availability")[-1:] == ["offline"], 15)
     sub.close()
+
+
+def test_replay_source_feeds_a_recording_through_the_live_path(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    """A clinician's file at 20x real time: the same episodes as `clonusd replay` finds."""
+    from conftest import EXAMPLE
+
+    sub = Subscriber(broker.port)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f"""
+[daemon]
+state_dir = "{tmp_path / "state"}"
+[mqtt]
+host = "127.0.0.1"
+port = {broker.port}
+[[sensors]]
+id = "file"
+bed = "review"
+site = "ankle"
+side = "right"
+[sensors.source]
+kind = "replay"
+file = "{EXAMPLE}"
+speed = 20
+""")
+    daemon = Daemon(cfg)
+    daemon.start()
+    try:
+        assert sub.wait_for(lambda: _kinds(sub.events()).count("clonus.end") >= 3, 30), (
+            daemon.logs()
+        )
+        assert sub.wait_for(
+            lambda: any(s.get("link") == "disconnected" for s in sub.on("/status")), 10
+        )
+    finally:
+        assert daemon.terminate() == 0
+    ends = [e for e in sub.events() if e["event"] == "clonus.end"]
+    assert [e["beats"] for e in ends] == [20, 30, 8]  # the demo's labelled episodes
+    assert all(e["sensor_kind"] == "imu6" for e in ends)
+    sub.close()
+
+
+def test_run_with_a_bad_config_exits_non_zero_without_a_traceback(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(
+        '[[sensors]]\nid = "x"\nbed = "b"\nsite = "hip"\n[sensors.source]\nkind = "simulated"\n'
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "daemon.cli", "run", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "sensors.0.site" in proc.stderr and "Traceback" not in proc.stderr
