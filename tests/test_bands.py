@@ -1,0 +1,152 @@
+"""Band parsers against the byte vectors in shared/protocols/sensor_protocols.md, and
+against random bytes: they must never raise, and must count what they reject."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from daemon.bands import movesense, polar, witmotion
+from daemon.bands.base import G
+
+
+def hx(s: str) -> bytes:
+    return bytes.fromhex(s.replace(" ", "").replace("|", ""))
+
+
+# -- Movesense -----------------------------------------------------------------------------
+
+
+def test_movesense_commands_match_the_official_clients() -> None:
+    assert movesense.subscribe(99, "Acc", 52) == hx("01 63 2f 4d 65 61 73 2f 41 63 63 2f 35 32")
+    assert movesense.subscribe(99, "IMU9", 104) == hx(
+        "01 63 2f 4d 65 61 73 2f 49 4d 55 39 2f 31 30 34"
+    )
+    assert movesense.unsubscribe(99) == hx("02 63")
+    assert movesense.hello(123) == hx("00 7b")
+    with pytest.raises(ValueError):
+        movesense.subscribe(0, "Acc", 52)
+
+
+def test_movesense_acc_vector() -> None:
+    p = movesense.MovesenseParser("Acc", 52, ref=99)
+    (s,) = p.feed(
+        hx(
+            "02 63 40 e2 01 00 | cd cc cc 3d cd cc 4c be c3 f5 1c 41 |"
+            "00 00 00 00 00 00 00 3f d7 a3 1c 41 | 00 00 80 3f 00 00 00 40 00 00 40 40 |"
+            "00 00 80 bf 00 00 00 c0 00 00 40 c0"
+        )
+    )
+    assert s.n == 4 and s.gyr is None
+    np.testing.assert_allclose(
+        s.acc, [[0.1, -0.2, 9.81], [0, 0.5, 9.79], [1, 2, 3], [-1, -2, -3]], rtol=1e-6
+    )
+    np.testing.assert_allclose(s.device_t, 123.456 + np.arange(4) / 52)
+
+
+def test_movesense_imu6_is_reassembled_from_two_parts() -> None:
+    rng = np.random.default_rng(0)
+    acc, gyr = rng.normal(size=(8, 3)), rng.normal(size=(8, 3)) * 100
+    blob = struct.pack("<I", 5000) + acc.astype("<f4").tobytes() + gyr.astype("<f4").tobytes()
+    msg = bytes([2, 7]) + blob  # 198 bytes: DATA carries 152, PART2 the rest
+    p = movesense.MovesenseParser("IMU6", 104, ref=7)
+    assert p.feed(msg[:152]) == []
+    (s,) = p.feed(bytes([3, 7]) + msg[152:])
+    np.testing.assert_allclose(s.acc, acc.astype("<f4"))
+    np.testing.assert_allclose(s.gyr, gyr.astype("<f4"))
+    assert p.stats.malformed == 0
+    assert p.feed(bytes([3, 7]) + msg[152:]) == [] and p.stats.malformed == 1  # orphan part
+    assert p.feed(bytes([2, 8]) + blob[:30]) == [] and p.stats.ignored == 1  # other stream
+
+
+# -- Polar PMD -----------------------------------------------------------------------------
+
+
+def test_polar_commands_and_responses() -> None:
+    assert polar.get_settings(polar.ACC) == hx("01 02")
+    assert polar.start(polar.ACC, {2: 8, 0: 200, 1: 16}) == hx(
+        "02 02 02 01 08 00 00 01 C8 00 01 01 10 00"
+    )
+    assert polar.stop(polar.ACC) == hx("03 02")
+    r = polar.parse_control(
+        hx("F0 01 02 00 00 | 00 04 19 00 32 00 64 00 C8 00 |01 01 10 00 | 02 03 02 00 04 00 08 00")
+    )
+    assert r is not None and r.ok
+    assert polar.parse_settings(r.params) == {0: [25, 50, 100, 200], 1: [16], 2: [2, 4, 8]}
+    r = polar.parse_control(hx("F0 02 02 00 00 05 01 40 DA 7F 39"))
+    assert r is not None and r.factor() == pytest.approx(2.44e-4, rel=1e-3)
+    bad = polar.parse_control(hx("F0 02 02 0A 00"))
+    assert bad is not None and bad.status_name == "INVALID_MTU"
+
+
+def test_polar_h10_raw_acc_vector() -> None:
+    p = polar.PolarParser(polar.ACC, 200)
+    (s,) = p.feed(hx("02 EA 54 A2 42 8B 45 52 08 01 45 FF E4 FF B5 03 45 FF E4 FF B8 03"))
+    assert s.n == 2
+    np.testing.assert_allclose(s.acc[0], np.array([-187, -28, 949]) * G / 1000)
+    assert s.device_t[-1] == pytest.approx(599618164814402794 / 1e9)
+    assert s.device_t[1] - s.device_t[0] == pytest.approx(1 / 200)
+
+
+def test_polar_verity_delta_acc_vector() -> None:
+    # The spec's frame, with its block count cut to the 2 deltas the PDF shows.
+    frame = hx("02 64 6C 76 C4 3C C6 7F 07 80 D0 FF 65 01 E4 0F 08 02 FC 07 FF 0C 13 F2")
+    p = polar.PolarParser(polar.ACC, 52, factor=2.44e-4)
+    (s,) = p.feed(frame)
+    raw = np.round(s.acc / (2.44e-4 * G)).astype(int)
+    assert raw.tolist() == [[-48, 357, 4068], [-52, 364, 4067], [-40, 383, 4053]]
+    assert s.acc[0, 2] / G == pytest.approx(0.9926, abs=1e-4)
+    truncated = hx("02 64 6C 76 C4 3C C6 7F 07 80 D0 FF 65 01 E4 0F 08 1D FC 07 FF 0C 13 F2")
+    assert p.feed(truncated) == [] and p.stats.malformed == 1
+
+
+def test_polar_gyro_delta_vector() -> None:
+    p = polar.PolarParser(polar.GYRO, 52, factor=1.0)
+    (s,) = p.feed(hx("05 FF FF FF FF FF FF FF 7F 80 EA FF 08 00 0D 00 03 01 DF 00"))
+    assert s.gyr.tolist() == [[-22, 8, 13], [-23, 11, 16]]
+
+
+# -- WitMotion -----------------------------------------------------------------------------
+
+
+def test_witmotion_vector_split_merged_and_resynchronised() -> None:
+    pkt = hx("55 61 00 00 00 00 00 08 00 00 00 00 a4 00 00 00 00 00 00 40")
+    p = witmotion.WitMotionParser()
+    (s,) = p.feed(pkt)
+    np.testing.assert_allclose(s.acc[0], [0, 0, G])
+    assert s.gyr[0, 2] == pytest.approx(10.01, abs=0.01)
+    # Split across notifications, merged with a register reply, after garbage.
+    reply = bytes([0x55, 0x71]) + bytes(18)
+    stream = b"\x01\x02" + pkt[:7] + pkt[7:] + reply + pkt
+    out = [x for i in range(0, len(stream), 9) for x in p.feed(stream[i : i + 9])]
+    assert sum(x.n for x in out) == 2 and p.stats.ignored == 1 and p.stats.malformed >= 1
+    assert witmotion.set_rate(50) == hx("FF AA 03 08 00") and witmotion.unlock() == hx(
+        "FF AA 69 88 B5"
+    )
+
+
+# -- random bytes ---------------------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=260), max_size=6))
+def test_parsers_never_raise_on_random_bytes(packets: list[bytes]) -> None:
+    parsers = [
+        movesense.MovesenseParser(
+            "IMU6", 104, ref=packets[0][1] if packets and len(packets[0]) > 1 else 1
+        ),
+        polar.PolarParser(polar.ACC, 52, 2.44e-4),
+        polar.PolarParser(polar.GYRO, 52, 0.01),
+        witmotion.WitMotionParser(),
+    ]
+    for p in parsers:
+        for pkt in packets:
+            for s in p.feed(pkt):  # type: ignore[attr-defined]
+                for arr in (s.acc, s.gyr):
+                    assert arr is None or (arr.shape == (s.n, 3) and np.all(np.isfinite(arr)))
+        stats = p.stats  # type: ignore[attr-defined]
+        assert stats.packets == len(packets)
