@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon.bands import movesense, polar, witmotion
+from daemon.bands import generic, movesense, myo, polar, thingy, witmotion
 from daemon.bands.base import G
 
 
@@ -129,6 +129,56 @@ def test_witmotion_vector_split_merged_and_resynchronised() -> None:
     )
 
 
+# -- Thingy:52, Myo, generic ----------------------------------------------------------------
+
+
+def test_thingy_raw_vector_and_rate_config() -> None:
+    p = thingy.ThingyParser()
+    (s,) = p.feed(hx("00 00 00 00 00 04 20 00 e0 ff 00 00 a0 00 60 ff 10 00"))
+    np.testing.assert_allclose(s.acc[0], [0, 0, G])
+    np.testing.assert_allclose(s.gyr[0], [1, -1, 0])
+    assert thingy.config_with_rate(thingy.DEFAULT_CONFIG, 100) == hx("e8 03 f4 01 f4 01 64 00 01")
+    assert p.feed(bytes(17)) == [] and p.stats.malformed == 1
+
+
+def test_myo_vectors() -> None:
+    (s,) = myo.MyoImuParser().feed(
+        hx("00 40 00 00 00 00 00 00 00 00 00 00 00 08 00 00 00 00 a0 00")
+    )
+    np.testing.assert_allclose(s.acc[0], [0, 0, G])
+    np.testing.assert_allclose(s.gyr[0], [0, 0, 10])
+    (e,) = myo.MyoEmgParser().feed(hx("05 fb 00 7f 80 01 02 03 00 00 00 00 00 00 00 00"))
+    assert e.emg.tolist() == [[5, -5, 0, 127, -128, 1, 2, 3], [0] * 8]
+    assert hx("01 03 03 01 00") == myo.RAW_EMG_AND_IMU
+    assert myo.EMG_DATA[3] == "d5060405-a904-deb9-4748-2c7f4a124842"
+
+
+def test_generic_band_described_in_config_decodes_thingy_and_witmotion() -> None:
+    th = generic.GenericParser(
+        "<9h",
+        ["ax", "ay", "az", "gx", "gy", "gz", "mx", "my", "mz"],
+        [G / 1024] * 3 + [1 / 32] * 3 + [1 / 16] * 3,
+        length=18,
+    )
+    (s,) = th.feed(hx("00 00 00 00 00 04 20 00 e0 ff 00 00 a0 00 60 ff 10 00"))
+    np.testing.assert_allclose(s.acc[0], [0, 0, G])
+    np.testing.assert_allclose(s.gyr[0], [1, -1, 0])
+    wit = generic.GenericParser(
+        "<9h",
+        ["ax", "ay", "az", "gx", "gy", "gz", "roll", "pitch", "yaw"],
+        [16 * G / 32768] * 3 + [2000 / 32768] * 3 + [180 / 32768] * 3,
+        header_skip=2,
+        sync=hx("55 61"),
+        length=20,
+    )
+    pkt = hx("55 61 00 00 00 00 00 08 00 00 00 00 a4 00 00 00 00 00 00 40")
+    out = [x for chunk in (b"\xee" + pkt[:5], pkt[5:] + pkt[:3], pkt[3:]) for x in wit.feed(chunk)]
+    assert sum(x.n for x in out) == 2
+    np.testing.assert_allclose(out[0].acc[0], [0, 0, G])
+    with pytest.raises(ValueError, match="fields name"):
+        generic.GenericParser("<3h", ["ax", "ay"])
+
+
 # -- random bytes ---------------------------------------------------------------------------
 
 
@@ -142,11 +192,17 @@ def test_parsers_never_raise_on_random_bytes(packets: list[bytes]) -> None:
         polar.PolarParser(polar.ACC, 52, 2.44e-4),
         polar.PolarParser(polar.GYRO, 52, 0.01),
         witmotion.WitMotionParser(),
+        thingy.ThingyParser(),
+        myo.MyoEmgParser(),
+        myo.MyoImuParser(),
+        generic.GenericParser("<3h", ["ax", "ay", "az"], [0.01] * 3, header_skip=1),
+        generic.GenericParser("<4f", ["emg0", "emg1", "gx", "x"], sync=b"\xaa", length=17),
     ]
     for p in parsers:
         for pkt in packets:
             for s in p.feed(pkt):  # type: ignore[attr-defined]
                 for arr in (s.acc, s.gyr):
                     assert arr is None or (arr.shape == (s.n, 3) and np.all(np.isfinite(arr)))
+                assert s.emg is None or np.all(np.isfinite(s.emg))
         stats = p.stats  # type: ignore[attr-defined]
         assert stats.packets == len(packets)
