@@ -112,7 +112,23 @@ class ReplaySource(_Strict):
     chunk: int = Field(8, ge=1, le=1000)
 
 
-SourceConfig = Annotated[SimulatedSource | ReplaySource, Field(discriminator="kind")]
+class BleSource(_Strict):
+    kind: Literal["ble"]
+    profile: Literal["movesense"] = "movesense"
+    address: str | None = Field(None, pattern=r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$")
+    name: str | None = None
+    rate_hz: Literal[13, 26, 52, 104, 208] = 104
+    scan_timeout_s: float = Field(10.0, gt=0, le=120)
+    connect_timeout_s: float = Field(20.0, gt=0, le=120)
+
+    @model_validator(mode="after")
+    def _target(self) -> BleSource:
+        if (self.address is None) == (self.name is None):
+            raise ValueError("give the band's address or its advertised name (one of them)")
+        return self
+
+
+SourceConfig = Annotated[SimulatedSource | ReplaySource | BleSource, Field(discriminator="kind")]
 
 
 class SensorConfig(_Strict):

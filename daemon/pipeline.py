@@ -67,6 +67,11 @@ class SensorPipeline:
         self._publish_state(None)
         async for item in self.source.stream():
             if isinstance(item, LinkStatus):
+                if self.link.connected and not item.connected:
+                    # While the link is down nobody can tell whether clonus goes on: end
+                    # the episode now rather than let an alarm stand on no data.
+                    for ev in self.detector.force_end_now("link_lost"):
+                        await self._episode_event(ev)
                 self.link = item
                 self.log.info(
                     "link",

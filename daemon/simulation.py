@@ -92,6 +92,14 @@ class SimulatedBand:
     def add(self, episode: Episode) -> None:
         self.episodes.append(episode)
 
+    def skip(self, n: int) -> None:
+        """Let n samples pass unseen (a band keeps its clock running while unheard)."""
+        self._n += max(0, n)
+
+    @property
+    def samples(self) -> int:
+        return self._n
+
     def next_chunk(self, n: int) -> tuple[FloatArray, FloatArray]:
         """The next n samples: (t, x)."""
         t = (self._n + np.arange(n)) / self.fs

@@ -130,4 +130,8 @@ def make_source(cfg: SensorConfig, speed: float = 1.0) -> Source:
     src = cfg.source
     if isinstance(src, SimulatedConfig):
         return SimulatedSource(src, speed)
-    return ReplaySource(src, cfg)
+    if isinstance(src, ReplayConfig):
+        return ReplaySource(src, cfg)
+    from daemon.ble import BleSource  # bleak is only imported when a band is configured
+
+    return BleSource(src)

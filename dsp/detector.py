@@ -122,6 +122,10 @@ class ClonusDetector:
             events += self._run(seg_t, seg_x)
         return events
 
+    def force_end_now(self, reason: str) -> list[EpisodeEvent]:
+        """End any episode in progress, e.g. because the link to the band was lost."""
+        return self.episodes.force_end(self._pos, reason=reason)
+
     def flush(self) -> list[EpisodeEvent]:
         """End any episode in progress (end of recording, shutdown)."""
         return self.episodes.force_end(self._pos, reason="stream_ended")

@@ -29,14 +29,21 @@ ensure_venv() {
     fi
 }
 
-ensure_mosquitto() {
-    if command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ]; then
-        return
+ensure_system_packages() {
+    # mosquitto: the tests' and the demo's broker; dbus-daemon: the private bus the fake
+    # BlueZ runs on; systemd: systemd-analyze checks the unit's hardening.
+    local missing=()
+    { command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ]; } || missing+=(mosquitto)
+    [ "${1:-}" = demo ] && { [ ${#missing[@]} -eq 0 ] && return; }
+    if [ "${1:-}" != demo ]; then
+        command -v dbus-daemon >/dev/null || missing+=(dbus-daemon)
+        command -v systemd-analyze >/dev/null || missing+=(systemd)
     fi
+    [ ${#missing[@]} -eq 0 ] && return
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     else
-        echo "dev.sh: the MQTT broker is missing: sudo apt-get install mosquitto" >&2
+        echo "dev.sh: missing system packages: sudo apt-get install ${missing[*]}" >&2
         exit 1
     fi
 }
@@ -63,7 +70,7 @@ demo() {
 case "${1:-}" in
     demo)
         ensure_venv test
-        ensure_mosquitto
+        ensure_system_packages demo
         demo
         ;;
     replay)
@@ -73,7 +80,7 @@ case "${1:-}" in
         ;;
     test)
         ensure_venv dev
-        ensure_mosquitto
+        ensure_system_packages test
         "$VENV/bin/ruff" check .
         "$VENV/bin/mypy"
         "$VENV/bin/python" -m pytest -q

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -26,3 +27,22 @@ def broker(tmp_path: Path):  # type: ignore[no-untyped-def]
     b.start()
     yield b
     b.stop()
+
+
+FAKEBLUEZ_BIN = Path(__file__).resolve().parent / "fakebluez" / "bin"
+
+
+@pytest.fixture
+def fake_bluez(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """A private system bus with a fake bluetoothd; the daemon subprocess inherits the
+    environment (DBUS_SYSTEM_BUS_ADDRESS, and the bluetoothctl version shim on PATH)."""
+    from fakebluez.bus import PrivateBus
+    from fakebluez.runner import FakeBluezThread
+
+    bus = PrivateBus()
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", bus.address)
+    monkeypatch.setenv("PATH", f"{FAKEBLUEZ_BIN}:{os.environ['PATH']}")
+    fake = FakeBluezThread(bus.address)
+    yield fake
+    fake.close()
+    bus.close()

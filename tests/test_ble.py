@@ -1,0 +1,94 @@
+"""Real BLE path without hardware: a virtual Movesense on a fake BlueZ (private D-Bus) ->
+bleak's unmodified BlueZ backend inside `clonusd run` -> Mosquitto -> a subscriber."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from broker import Daemon, Mosquitto, Subscriber
+from fakebluez.movesense import VirtualMovesense
+from fakebluez.runner import FakeBluezThread
+
+from daemon.simulation import Episode, SimulatedBand
+
+
+def _config(path: Path, port: int, state: Path, name: str) -> Path:
+    path.write_text(f"""
+[daemon]
+state_dir = "{state}"
+[mqtt]
+host = "127.0.0.1"
+port = {port}
+[[sensors]]
+id = "ankle-l"
+bed = "bed-7"
+site = "ankle"
+side = "left"
+[sensors.source]
+kind = "ble"
+name = "{name}"
+rate_hz = 104
+""")
+    return path
+
+
+def _band(*episodes: tuple[float, int]) -> SimulatedBand:
+    band = SimulatedBand("imu6", 104.0, seed=3)
+    for i, (at, beats) in enumerate(episodes):
+        band.add(Episode.make(at, beats, 5.5, seed=i))
+    return band
+
+
+def _kinds(events: list[dict[str, Any]]) -> list[str]:
+    return [e["event"] for e in events]
+
+
+def test_virtual_movesense_episode_reaches_subscriber(
+    fake_bluez: FakeBluezThread, broker: Mosquitto, tmp_path: Path
+) -> None:
+    band = VirtualMovesense(_band((2.0, 12), (6.0, 4)))
+    fake_bluez.call(lambda: fake_bluez.bluez.add(band))
+    sub = Subscriber(broker.port)
+    daemon = Daemon(_config(tmp_path / "c.toml", broker.port, tmp_path / "s", band.name))
+    daemon.start()
+    try:
+        assert sub.wait_for(lambda: "clonus.end" in _kinds(sub.events()), 30), daemon.logs()
+        sub.wait_for(lambda: False, timeout=3.0)  # the 4-beat episode comes and goes
+    finally:
+        assert daemon.terminate() == 0
+    onsets = [e for e in sub.events() if e["event"] == "clonus.onset"]
+    ends = [e for e in sub.events() if e["event"] == "clonus.end"]
+    assert len(onsets) == 1 and len(ends) == 1
+    assert abs(ends[0]["beats"] - 12) <= 1
+    status = sub.on("/status")[-1]
+    assert status["battery_pct"] == 87 and "Movesense" in status["link_detail"]
+    assert status["invalid_samples"] == 0
+    sub.close()
+
+
+def test_link_dropped_mid_episode_reconnects_without_leaking(
+    fake_bluez: FakeBluezThread, broker: Mosquitto, tmp_path: Path
+) -> None:
+    band = VirtualMovesense(_band((2.0, 40), (12.0, 12)))
+    fake_bluez.call(lambda: fake_bluez.bluez.add(band))
+    sub = Subscriber(broker.port)
+    daemon = Daemon(_config(tmp_path / "c.toml", broker.port, tmp_path / "s", band.name))
+    daemon.start()
+    try:
+        assert sub.wait_for(lambda: "clonus.onset" in _kinds(sub.events()), 30), daemon.logs()
+        device = fake_bluez.call(lambda: fake_bluez.bluez.device(band))
+        fake_bluez.call(lambda: fake_bluez.bluez.drop(device))  # link lost mid-episode
+        assert sub.wait_for(lambda: any(s["link"] == "disconnected" for s in sub.on("/status")), 10)
+        assert sub.wait_for(lambda: _kinds(sub.events()).count("clonus.onset") >= 2, 40), (
+            daemon.logs()
+        )
+        assert sub.wait_for(lambda: sub.on("/status")[-1]["link"] == "connected", 10)
+        stats = fake_bluez.call(lambda: dict(fake_bluez.bluez.stats))
+    finally:
+        assert daemon.terminate() == 0
+    ends = [e for e in sub.events() if e["event"] == "clonus.end"]
+    assert ends[0]["end_reason"] == "link_lost"  # the drop ended the first episode honestly
+    assert stats["connects"] == 2 and stats["notify_sessions"] == 1
+    assert "ble_link_lost" in daemon.logs()
+    sub.close()
