@@ -34,12 +34,13 @@ ensure_system_packages() {
     # BlueZ runs on; systemd: systemd-analyze checks the unit's hardening.
     local missing=()
     { command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ]; } || missing+=(mosquitto)
-    [ "${1:-}" = demo ] && { [ ${#missing[@]} -eq 0 ] && return; }
-    if [ "${1:-}" != demo ]; then
+    if [ "$1" = test ]; then
         command -v dbus-daemon >/dev/null || missing+=(dbus-daemon)
         command -v systemd-analyze >/dev/null || missing+=(systemd)
     fi
-    [ ${#missing[@]} -eq 0 ] && return
+    if [ ${#missing[@]} -eq 0 ]; then
+        return
+    fi
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     else
