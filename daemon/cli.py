@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     chk = sub.add_parser("check-config", help="validate a configuration file and exit")
     chk.add_argument("file", type=Path)
 
+    sc = sub.add_parser("scan", help="list nearby bands, their profile and signal strength")
+    sc.add_argument("--seconds", type=_positive_float, default=5.0)
+
     mon = sub.add_parser("monitor", help="terminal bedside view of the published topics")
     mon.add_argument("--broker", default="localhost:1883", help="HOST[:PORT] of the broker")
     mon.add_argument("--prefix", default="clonusd", help="topic prefix (default clonusd)")
@@ -149,6 +152,23 @@ def _monitor(args: argparse.Namespace) -> int:
         return 0
 
 
+def _scan(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from bleak.exc import BleakError
+
+    from daemon.scan import scan
+
+    try:
+        found = asyncio.run(scan(args.seconds))
+    except BleakError as exc:
+        raise RecordingError(f"Bluetooth: {exc}") from None
+    print(f"{'address':17}  {'rssi':>4}  {'profile':10}  name")
+    for f in found:
+        print(f"{f.address:17}  {f.rssi:>4}  {f.profile or '-':10}  {f.name or ''}")
+    return 0
+
+
 def _check_config(args: argparse.Namespace) -> int:
     from daemon.config import load_config
 
@@ -171,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         "run": _run,
         "check-config": _check_config,
         "monitor": _monitor,
+        "scan": _scan,
     }
     try:
         return commands[args.command](args)

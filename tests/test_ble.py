@@ -92,3 +92,32 @@ def test_link_dropped_mid_episode_reconnects_without_leaking(
     assert stats["connects"] == 2 and stats["notify_sessions"] == 1
     assert "ble_link_lost" in daemon.logs()
     sub.close()
+
+
+def test_scan_lists_bands_with_profile_and_signal(fake_bluez: FakeBluezThread) -> None:
+    import subprocess
+    import sys
+
+    from fakebluez.bluez import Peripheral
+
+    class Unknown(Peripheral):
+        pass
+
+    other = Unknown()
+    other.name, other.address, other.rssi = "Kettle", "11:22:33:44:55:66", -80
+    band = VirtualMovesense(_band(), address="0C:8C:DC:00:00:09")
+    band.rssi = -55
+    fake_bluez.call(lambda: [fake_bluez.bluez.add(p) for p in (band, other)])
+    proc = subprocess.run(
+        [sys.executable, "-m", "daemon.cli", "scan", "--seconds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[1].split()[:3] == ["0C:8C:DC:00:00:09", "-55", "movesense"] or (
+        lines[1].split()[:3] == ["0C:8C:DC:00:00:09", "-56", "movesense"]
+    )
+    assert "Kettle" in lines[2] and " - " in lines[2]
