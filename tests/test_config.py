@@ -52,7 +52,18 @@ def test_shipped_configs_are_valid(name: str) -> None:
             "sensors.0.detector.threshold_beats: Input should be greater than or equal to 1",
         ),
         (GOOD.replace("[mqtt]", "[mqtt]\nport = 70000"), "mqtt.port: Input should be less"),
-        (GOOD.replace('kind = "simulated"', 'kind = "ble"'), "sensors.0.source: Input tag 'ble'"),
+        (
+            GOOD.replace('kind = "simulated"', 'kind = "zigbee"'),
+            "sensors.0.source: Input tag 'zigbee'",
+        ),
+        (
+            GOOD.replace('kind = "simulated"', 'kind = "ble"'),
+            "sensors.0.source.ble: give the band's address or its advertised name",
+        ),
+        (
+            GOOD.replace('kind = "simulated"', 'kind = "ble"\naddress = "0C:8C:DC:0"'),
+            "sensors.0.source.ble.address: String should match pattern",
+        ),
         (GOOD.replace('bed = "bed-1"', 'bed = "bed 1"'), "sensors.0.bed: String should match"),
         (GOOD + "\nfoo = 1\n", "sensors.0.source.simulated.foo: unknown key"),
         (GOOD.replace('id = "ankle-l"\n', ""), "sensors.0.id: required key is missing"),
