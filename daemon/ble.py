@@ -65,6 +65,13 @@ class BleSource:
     def malformed(self) -> int:
         return self.parser.stats.malformed
 
+    def force_reconnect(self, reason: str) -> None:
+        """The stall alarm's lever: a link that says it is up but delivers nothing (a dead
+        bluetoothd leaves bleak reporting "connected") is torn down and set up again."""
+        if not self._lost.is_set():
+            log.warning("ble_force_reconnect", reason=reason)
+            self._lost.set()
+
     def _matches(self, device: BLEDevice, _adv: object) -> bool:
         if self.cfg.address is not None:
             return device.address.upper() == self.cfg.address.upper()

@@ -19,7 +19,7 @@ import structlog
 from daemon import topics
 from daemon.config import SensorConfig
 from daemon.publisher import Publisher
-from daemon.sources import LinkStatus, SampleChunk, Source
+from daemon.sources import LinkStatus, SampleChunk, Source, force_reconnect, malformed_packets
 from dsp.detector import ClonusDetector
 from dsp.events import EpisodeEvent
 
@@ -110,6 +110,7 @@ class SensorPipeline:
             self.stalled = True
             self.log.warning("stall", no_samples_for_s=self.cfg.stall_after_s)
             await self._technical("sensor.stall")
+            force_reconnect(self.source, "no samples while the link claims to be up")
         self._publish_status()
 
     async def finish(self) -> None:
@@ -192,6 +193,7 @@ class SensorPipeline:
             "nominal_rate_hz": self.source.fs,
             "packet_loss": round(loss, 4),
             "invalid_samples": stats.nan_rows,
+            "malformed_packets": malformed_packets(self.source),
             "last_sample_age_s": round(age, 2) if age is not None else None,
             "stalled": self.stalled,
             "quality": "stalled" if self.stalled else ("lossy" if loss > 0.1 else "ok"),

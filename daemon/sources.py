@@ -48,6 +48,20 @@ class Source(Protocol):
     def stream(self) -> AsyncIterator[SourceItem]: ...
 
 
+def malformed_packets(source: Source) -> int:
+    """Notifications the source's parser rejected (0 for sources without one)."""
+    return int(getattr(source, "malformed", 0))
+
+
+def force_reconnect(source: Source, reason: str) -> bool:
+    """Ask a source with a link to tear it down and reconnect; False if it has none."""
+    hook = getattr(source, "force_reconnect", None)
+    if hook is None:
+        return False
+    hook(reason)
+    return True
+
+
 class SimulatedSource:
     """A virtual band producing IMU or EMG in real time, with scheduled or random episodes."""
 

@@ -121,3 +121,50 @@ def test_scan_lists_bands_with_profile_and_signal(fake_bluez: FakeBluezThread) -
         lines[1].split()[:3] == ["0C:8C:DC:00:00:09", "-56", "movesense"]
     )
     assert "Kettle" in lines[2] and " - " in lines[2]
+
+
+def test_in_progress_on_connect_is_retried_and_malformed_packets_are_counted(
+    fake_bluez: FakeBluezThread, broker: Mosquitto, tmp_path: Path
+) -> None:
+    band = VirtualMovesense(_band((2.0, 10)), garbage_every=10)
+    fake_bluez.call(lambda: fake_bluez.bluez.add(band))
+    device = fake_bluez.call(lambda: fake_bluez.bluez.device(band))
+    device.fail_next = [("org.bluez.Error.InProgress", "In Progress")]
+    sub = Subscriber(broker.port)
+    daemon = Daemon(_config(tmp_path / "c.toml", broker.port, tmp_path / "s", band.name))
+    daemon.start()
+    try:
+        assert sub.wait_for(lambda: "clonus.end" in _kinds(sub.events()), 40), daemon.logs()
+        assert sub.wait_for(lambda: (sub.on("/status")[-1].get("malformed_packets") or 0) > 0, 10)
+    finally:
+        assert daemon.terminate() == 0
+    logs = daemon.logs()
+    assert "ble_retry" in logs and "InProgress" in logs
+    end = next(e for e in sub.events() if e["event"] == "clonus.end")
+    assert abs(end["beats"] - 10) <= 1  # garbage did not disturb the count
+    assert band.garbage_sent > 0
+    sub.close()
+
+
+def test_dead_bluetoothd_is_caught_by_the_stall_alarm_and_the_band_comes_back(
+    fake_bluez: FakeBluezThread, broker: Mosquitto, tmp_path: Path
+) -> None:
+    band = VirtualMovesense(_band())
+    fake_bluez.call(lambda: fake_bluez.bluez.add(band))
+    sub = Subscriber(broker.port)
+    daemon = Daemon(_config(tmp_path / "c.toml", broker.port, tmp_path / "s", band.name))
+    daemon.start()
+    try:
+        assert sub.wait_for(
+            lambda: any(s["link"] == "connected" and s["rate_hz"] for s in sub.on("/status")), 30
+        ), daemon.logs()
+        fake_bluez.crash_and_restart(fake_bluez.address, down_s=1.0)
+        assert sub.wait_for(lambda: "sensor.stall" in _kinds(sub.events()), 15), daemon.logs()
+        assert sub.wait_for(lambda: "sensor.stall_cleared" in _kinds(sub.events()), 40), (
+            daemon.logs()
+        )
+    finally:
+        assert daemon.terminate() == 0
+    assert "ble_force_reconnect" in daemon.logs()
+    assert sub.on("/status")[-1]["link"] == "connected"
+    sub.close()

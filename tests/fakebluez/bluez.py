@@ -347,6 +347,17 @@ class FakeBluez:
         self.bus.export("/org/bluez/hci0", self.adapter)
         await self.bus.request_name("org.bluez")
 
+    async def crash(self) -> None:
+        """bluetoothd dies: its bus name vanishes with no Connected=false for anyone, and
+        the bands lose their links (their radios time the connection out)."""
+        self.stop_adverts()
+        for dev in self.devices.values():
+            if dev.connected:
+                dev.p.on_disconnect()
+        if self.bus is not None:
+            self.bus.disconnect()
+            self.bus = None
+
     async def stop(self) -> None:
         self.stop_adverts()
         if self.bus is not None:

@@ -26,6 +26,7 @@ class VirtualMovesense(Peripheral):
         address: str = "0C:8C:DC:00:00:01",
         speed: float = 1.0,
         battery: int = 87,
+        garbage_every: int | None = None,
     ) -> None:
         super().__init__()
         self.name = f"Movesense {serial}"
@@ -44,6 +45,8 @@ class VirtualMovesense(Peripheral):
         ]
         self._streams: dict[int, asyncio.Task[None]] = {}
         self.samples_sent = 0
+        self.garbage_every = garbage_every  # send a truncated packet every N notifications
+        self.garbage_sent = 0
         self._clock_start: float | None = None  # the band's clock runs from first power-up
 
     def on_disconnect(self) -> None:
@@ -96,5 +99,8 @@ class VirtualMovesense(Peripheral):
                 link.notify(gsp.DATA, msg)
             sent += n
             self.samples_sent += n
+            if self.garbage_every and (sent // n) % self.garbage_every == 0:
+                link.notify(gsp.DATA, bytes([gsp.DATA_PART1, ref, 1, 2, 3]))  # truncated
+                self.garbage_sent += 1
             delay = start + sent / rate / self.speed - loop.time()
             await asyncio.sleep(max(0.0, delay))

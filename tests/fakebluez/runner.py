@@ -15,6 +15,7 @@ T = TypeVar("T")
 
 class FakeBluezThread:
     def __init__(self, address: str) -> None:
+        self.address = address
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -29,6 +30,18 @@ class FakeBluezThread:
             return fn()
 
         return self.run(wrapper())
+
+    def crash_and_restart(self, address: str, down_s: float) -> None:
+        """Kill bluetoothd, keep it down for down_s, start a fresh one with the same bands."""
+        import time
+
+        peripherals = [d.p for d in self.bluez.devices.values()]
+        self.run(self.bluez.crash())
+        time.sleep(down_s)
+        self.bluez = FakeBluez()
+        self.run(self.bluez.start(address))
+        for p in peripherals:
+            self.call(lambda p=p: self.bluez.add(p))
 
     def close(self) -> None:
         self.run(self.bluez.stop())
