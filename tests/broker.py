@@ -106,9 +106,17 @@ class Subscriber:
 
 
 def write_config(
-    path: Path, port: int, state_dir: Path, episodes: list[dict[str, Any]], extra_sensor: str = ""
+    path: Path,
+    port: int,
+    state_dir: Path,
+    episodes: list[dict[str, Any]],
+    source: str | None = None,
 ) -> Path:
-    eps = ", ".join("{" + ", ".join(f"{k} = {v}" for k, v in e.items()) + "}" for e in episodes)
+    """A one-sensor config: a simulated ankle band with `episodes`, or the given source
+    block (TOML lines under [sensors.source])."""
+    if source is None:
+        eps = ", ".join("{" + ", ".join(f"{k} = {v}" for k, v in e.items()) + "}" for e in episodes)
+        source = f'kind = "simulated"\nepisodes = [{eps}]'
     path.write_text(f"""
 [daemon]
 state_dir = "{state_dir}"
@@ -123,9 +131,7 @@ bed = "bed-12"
 site = "ankle"
 side = "left"
 [sensors.source]
-kind = "simulated"
-episodes = [{eps}]
-{extra_sensor}
+{source}
 """)
     return path
 

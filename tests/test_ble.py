@@ -6,31 +6,31 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from broker import Daemon, Mosquitto, Subscriber
+from broker import Daemon, Mosquitto, Subscriber, write_config
 from fakebluez.movesense import VirtualMovesense
 from fakebluez.runner import FakeBluezThread
 
 from daemon.simulation import Episode, SimulatedBand
 
 
-def _config(path: Path, port: int, state: Path, name: str) -> Path:
-    path.write_text(f"""
-[daemon]
-state_dir = "{state}"
-[mqtt]
-host = "127.0.0.1"
-port = {port}
-[[sensors]]
-id = "ankle-l"
-bed = "bed-7"
-site = "ankle"
-side = "left"
-[sensors.source]
-kind = "ble"
-name = "{name}"
-rate_hz = 104
-""")
-    return path
+def _start(
+    fake: FakeBluezThread,
+    broker: Mosquitto,
+    tmp_path: Path,
+    band: VirtualMovesense,
+    connect_errors: list[tuple[str, str]] | None = None,
+) -> tuple[Subscriber, Daemon]:
+    """The band on the fake BlueZ, a subscriber, and `clonusd run` connecting to the band;
+    `connect_errors` are what BlueZ answers the first Connect calls with."""
+    fake.call(lambda: fake.bluez.add(band))
+    if connect_errors:
+        fake.call(lambda: fake.bluez.device(band)).fail_next = list(connect_errors)
+    sub = Subscriber(broker.port)
+    source = f'kind = "ble"\nname = "{band.name}"\nrate_hz = 104'
+    cfg = write_config(tmp_path / "c.toml", broker.port, tmp_path / "s", [], source=source)
+    daemon = Daemon(cfg)
+    daemon.start()
+    return sub, daemon
 
 
 def _band(*episodes: tuple[float, int]) -> SimulatedBand:
@@ -48,10 +48,7 @@ def test_virtual_movesense_episode_reaches_subscriber(
     fake_bluez: FakeBluezThread, broker: Mosquitto, tmp_path: Path
 ) -> None:
     band = VirtualMovesense(_band((2.0, 12), (6.0, 4)))
-    fake_bluez.call(lambda: fake_bluez.bluez.add(band))
-    sub = Subscriber(broker.port)
-    daemon = Daemon(_config(tmp_path / "c.toml", broker.port, tmp_path / "s", band.name))
-    daemon.start()
+    sub, daemon = _start(fake_bluez, broker, tmp_path, band)
     try:
         assert sub.wait_for(lambda: "clonus.end" in _kinds(sub.events()), 30), daemon.logs()
         sub.wait_for(lambda: False, timeout=3.0)  # the 4-beat episode comes and goes
@@ -71,10 +68,7 @@ def test_link_dropped_mid_episode_reconnects_without_leaking(
     fake_bluez: FakeBluezThread, broker: Mosquitto, tmp_path: Path
 ) -> None:
     band = VirtualMovesense(_band((2.0, 40), (12.0, 12)))
-    fake_bluez.call(lambda: fake_bluez.bluez.add(band))
-    sub = Subscriber(broker.port)
-    daemon = Daemon(_config(tmp_path / "c.toml", broker.port, tmp_path / "s", band.name))
-    daemon.start()
+    sub, daemon = _start(fake_bluez, broker, tmp_path, band)
     try:
         assert sub.wait_for(lambda: "clonus.onset" in _kinds(sub.events()), 30), daemon.logs()
         device = fake_bluez.call(lambda: fake_bluez.bluez.device(band))
@@ -127,12 +121,13 @@ def test_in_progress_on_connect_is_retried_and_malformed_packets_are_counted(
     fake_bluez: FakeBluezThread, broker: Mosquitto, tmp_path: Path
 ) -> None:
     band = VirtualMovesense(_band((2.0, 10)), garbage_every=10)
-    fake_bluez.call(lambda: fake_bluez.bluez.add(band))
-    device = fake_bluez.call(lambda: fake_bluez.bluez.device(band))
-    device.fail_next = [("org.bluez.Error.InProgress", "In Progress")]
-    sub = Subscriber(broker.port)
-    daemon = Daemon(_config(tmp_path / "c.toml", broker.port, tmp_path / "s", band.name))
-    daemon.start()
+    sub, daemon = _start(
+        fake_bluez,
+        broker,
+        tmp_path,
+        band,
+        connect_errors=[("org.bluez.Error.InProgress", "In Progress")],
+    )
     try:
         assert sub.wait_for(lambda: "clonus.end" in _kinds(sub.events()), 40), daemon.logs()
         assert sub.wait_for(lambda: (sub.on("/status")[-1].get("malformed_packets") or 0) > 0, 10)
@@ -150,10 +145,7 @@ def test_dead_bluetoothd_is_caught_by_the_stall_alarm_and_the_band_comes_back(
     fake_bluez: FakeBluezThread, broker: Mosquitto, tmp_path: Path
 ) -> None:
     band = VirtualMovesense(_band())
-    fake_bluez.call(lambda: fake_bluez.bluez.add(band))
-    sub = Subscriber(broker.port)
-    daemon = Daemon(_config(tmp_path / "c.toml", broker.port, tmp_path / "s", band.name))
-    daemon.start()
+    sub, daemon = _start(fake_bluez, broker, tmp_path, band)
     try:
         assert sub.wait_for(
             lambda: any(s["link"] == "connected" and s["rate_hz"] for s in sub.on("/status")), 30
