@@ -19,7 +19,14 @@ import structlog
 from daemon import topics
 from daemon.config import SensorConfig
 from daemon.publisher import Publisher
-from daemon.sources import LinkStatus, SampleChunk, Source, force_reconnect, malformed_packets
+from daemon.sources import (
+    LinkStatus,
+    SampleChunk,
+    Source,
+    force_reconnect,
+    malformed_packets,
+    reconnects,
+)
 from dsp.detector import ClonusDetector
 from dsp.events import EpisodeEvent
 
@@ -194,6 +201,7 @@ class SensorPipeline:
             "packet_loss": round(loss, 4),
             "invalid_samples": stats.nan_rows,
             "malformed_packets": malformed_packets(self.source),
+            "reconnects": reconnects(self.source),
             "last_sample_age_s": round(age, 2) if age is not None else None,
             "stalled": self.stalled,
             "quality": "stalled" if self.stalled else ("lossy" if loss > 0.1 else "ok"),

@@ -35,7 +35,6 @@ class Publisher:
         self._wake = asyncio.Event()
         self._retained: dict[str, str] = {}
         self._dirty: set[str] = set()
-        self.published_events = 0
 
     # -- what the pipelines call ---------------------------------------------------------
 
@@ -121,7 +120,6 @@ class Publisher:
             for row in rows:
                 await client.publish(row.topic, row.payload, qos=row.qos, retain=row.retain)
                 await asyncio.to_thread(self.outbox.ack, row.seq)
-                self.published_events += 1
         while self._dirty:
             topic = self._dirty.pop()
             try:

@@ -53,6 +53,11 @@ def malformed_packets(source: Source) -> int:
     return int(getattr(source, "malformed", 0))
 
 
+def reconnects(source: Source) -> int:
+    """Times the source's link was lost and set up again (0 for sources without one)."""
+    return int(getattr(source, "reconnects", 0))
+
+
 def force_reconnect(source: Source, reason: str) -> bool:
     """Ask a source with a link to tear it down and reconnect; False if it has none."""
     hook = getattr(source, "force_reconnect", None)

@@ -26,7 +26,6 @@ class _Chain:
     lobes: list[Lobe] = field(default_factory=list)
     episode: int | None = None  # set once declared sustained
     last_update_pos: int = 0
-    beats_at_onset: int = 0
 
 
 class EpisodeTracker:
@@ -235,7 +234,6 @@ class EpisodeTracker:
         self.chain.episode = self._next_episode
         self._next_episode += 1
         self.chain.last_update_pos = pos
-        self.chain.beats_at_onset = beats
         return [self._event("clonus.onset", pos)]
 
     def _looks_like_clonus(self) -> bool:

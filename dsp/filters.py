@@ -31,11 +31,6 @@ def lowpass_sos(cutoff_hz: float, fs: float, order: int = 2) -> FloatArray:
     return np.asarray(signal.butter(order, cutoff, btype="lowpass", fs=fs, output="sos"))
 
 
-def highpass_sos(cutoff_hz: float, fs: float, order: int = 2) -> FloatArray:
-    """Butterworth high-pass in second-order sections."""
-    return np.asarray(signal.butter(order, cutoff_hz, btype="highpass", fs=fs, output="sos"))
-
-
 def notch_sos(freq_hz: float, fs: float, q: float = 30.0) -> FloatArray:
     """A mains-hum notch as one second-order section."""
     b, a = signal.iirnotch(freq_hz, q, fs=fs)

@@ -30,7 +30,6 @@ class SiteParams:
     min_amplitude: dict[str, float] = field(default_factory=dict)
     threshold_beats: int = 5  # "more than five contractions in a row is sustained"
     regularity_tolerance: float = 0.35  # |IBI - median| / median accepted for a new beat
-    max_persistent_s: float = 90.0  # longer untriggered rhythm: tremor-like, not clonus
 
     def with_overrides(self, **changes: object) -> SiteParams:
         """A copy with some fields replaced (config overrides)."""

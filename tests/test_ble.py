@@ -78,6 +78,7 @@ def test_link_dropped_mid_episode_reconnects_without_leaking(
             daemon.logs()
         )
         assert sub.wait_for(lambda: sub.on("/status")[-1]["link"] == "connected", 10)
+        assert sub.wait_for(lambda: sub.on("/status")[-1]["reconnects"] == 1, 10)
         stats = fake_bluez.call(lambda: dict(fake_bluez.bluez.stats))
     finally:
         assert daemon.terminate() == 0
