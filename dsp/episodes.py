@@ -104,7 +104,7 @@ class EpisodeTracker:
         lobes = self.chain.lobes
         if not lobes:
             return []
-        periods = self._periods()
+        periods = self._periods(self._core())
         limit = max(2.0 * float(np.median(periods)) if periods.size else 0.0, self.max_period)
         if pos - lobes[-1].start_pos > 1.25 * limit:
             return self._finish(pos)
@@ -131,7 +131,7 @@ class EpisodeTracker:
             period = lobe.start_pos - lobes[-2].start_pos
             if not 0.8 * self.min_period <= period <= 1.2 * self.max_period:
                 return False
-            periods = self._periods()
+            periods = self._periods(self._core())
             if periods.size >= 3:
                 ref = float(np.median(periods[-4:]))
                 if abs(period - ref) > self.p.regularity_tolerance * ref:
@@ -149,8 +149,10 @@ class EpisodeTracker:
         ref = float(np.median(amps[:-2]))
         return bool(amps[-1] < self.fade_ratio * ref and amps[-2] < self.fade_ratio * ref)
 
-    def _periods(self) -> np.ndarray:
-        pos = np.array([lb.start_pos for lb in self._core()])
+    @staticmethod
+    def _periods(core: list[Lobe]) -> np.ndarray:
+        """Same-sign lobe-to-lobe intervals of the core, in samples."""
+        pos = np.array([lb.start_pos for lb in core])
         if pos.size < 3:
             return np.empty(0)
         return np.asarray(pos[2:] - pos[:-2], dtype=np.float64)
@@ -188,8 +190,7 @@ class EpisodeTracker:
             end -= 1
         return list(lobes[start:end])
 
-    def _beat_lobes(self) -> list[Lobe]:
-        core = self._core()
+    def _beat_lobes(self, core: list[Lobe]) -> list[Lobe]:
         known = [lb for lb in core if lb.closed]
         if self.counting == "positive":
             return [lb for lb in known if lb.sign > 0]
@@ -221,7 +222,8 @@ class EpisodeTracker:
     def _check(self, pos: int) -> list[EpisodeEvent]:
         if self.sustained:
             return []
-        beats = len(self._beat_lobes())
+        core = self._core()
+        beats = len(self._beat_lobes(core))
         if beats <= self.p.threshold_beats:
             return []
         if self.chain.lobes[0].start_pos - self._rhythm_end < self.rearm:
@@ -229,31 +231,34 @@ class EpisodeTracker:
             # oscillation (tremor, or the rest of an episode already reported), not a
             # new clonus: that starts from rest or from a stretch.
             return []
-        if not self._looks_like_clonus():
+        if not self._looks_like_clonus(core):
             return []
         self.chain.episode = self._next_episode
         self._next_episode += 1
         self.chain.last_update_pos = pos
         return [self._event("clonus.onset", pos)]
 
-    def _looks_like_clonus(self) -> bool:
-        periods = self._periods()
+    def _looks_like_clonus(self, core: list[Lobe]) -> bool:
+        periods = self._periods(core)
         if periods.size < 2:
             return False
         rate = self.fs / float(np.median(periods))
         if not self.p.rate_hz[0] <= rate <= self.p.rate_hz[1]:
             return False
-        return self._amplitude() >= self.amplitude_floor
+        return self._amplitude(core) >= self.amplitude_floor
 
     # -- figures -------------------------------------------------------------------------
 
-    def _amplitude(self) -> float:
-        amps = np.abs([lb.peak for lb in self._core() if lb.closed])
+    @staticmethod
+    def _amplitude(core: list[Lobe]) -> float:
+        amps = np.abs([lb.peak for lb in core if lb.closed])
         return float(np.median(amps)) if amps.size else 0.0
 
     def _event(self, kind: str, pos: int, **extra: object) -> EpisodeEvent:
-        beats = self._beat_lobes()
-        periods = self._periods()
+        # The chain does not change while one event is built: find its core once.
+        core = self._core()
+        beats = self._beat_lobes(core)
+        periods = self._periods(core)
         first_t = self.to_time(beats[0].start_pos)
         last_t = self.to_time(beats[-1].start_pos)
         duration = last_t - first_t
@@ -264,7 +269,7 @@ class EpisodeTracker:
         else:
             cv, freq = 1.0, 0.0
         regularity = max(0.0, 1.0 - cv)
-        amp = self._amplitude()
+        amp = self._amplitude(core)
         snr = amp / self.noise_level if self.noise_level > 0 else 10.0
         confidence = regularity * float(np.clip((snr - 2.0) / 8.0, 0.0, 1.0))
         payload: dict[str, object] = {"scats_clonus": scats_class(duration)}
@@ -282,13 +287,9 @@ class EpisodeTracker:
             onset_t=first_t,
             last_beat_t=last_t,
             duration_s=duration,
-            elicited=self._elicited(),
+            elicited=bool(core) and core[0] is not self.chain.lobes[0],
             extra=payload,
         )
-
-    def _elicited(self) -> bool:
-        core = self._core()
-        return bool(core) and core[0] is not self.chain.lobes[0]
 
     def _finish(self, pos: int, reason: str = "rhythm_stopped") -> list[EpisodeEvent]:
         events: list[EpisodeEvent] = []
