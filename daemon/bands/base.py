@@ -39,3 +39,43 @@ class ParserStats:
         self.malformed += 1
         if len(self.notes) < 20:
             self.notes.append(why)
+
+
+class FrameAccumulator:
+    """Bytes in, as notifications happen to split them; fixed-length frames out, cut at a
+    sync header. Garbage before a header is dropped and counted; the buffer is bounded."""
+
+    max_buffer = 4096
+
+    def __init__(self, headers: tuple[bytes, ...], length: int, stats: ParserStats) -> None:
+        if not headers or any(len(h) > length for h in headers):
+            raise ValueError("sync headers must be non-empty and fit in a frame")
+        self.headers = headers
+        self.length = length
+        self.stats = stats
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        buf = self._buf
+        buf += data
+        out: list[bytes] = []
+        while True:
+            found = [at for at in (buf.find(h) for h in self.headers) if at >= 0]
+            if not found:
+                keep = max(len(h) for h in self.headers) - 1  # a header may be split
+                if len(buf) > keep:
+                    self.stats.bad(f"no sync header, dropped {len(buf) - keep} byte(s)")
+                    del buf[: len(buf) - keep]
+                break
+            at = min(found)
+            if at > 0:
+                self.stats.bad(f"resynchronised, dropped {at} byte(s)")
+                del buf[:at]
+            if len(buf) < self.length:
+                break
+            out.append(bytes(buf[: self.length]))
+            del buf[: self.length]
+        if len(buf) > self.max_buffer:
+            self.stats.bad("buffer overflow, cleared")
+            buf.clear()
+        return out

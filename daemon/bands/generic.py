@@ -13,15 +13,13 @@ import struct
 
 import numpy as np
 
-from daemon.bands.base import BandSamples, ParserStats
+from daemon.bands.base import BandSamples, FrameAccumulator, ParserStats
 
 ACC_FIELDS = ("ax", "ay", "az")
 GYR_FIELDS = ("gx", "gy", "gz")
 
 
 class GenericParser:
-    max_buffer = 4096
-
     def __init__(
         self,
         record: str,
@@ -46,16 +44,19 @@ class GenericParser:
         if sync is not None and length is None:
             raise ValueError("a sync header needs a frame length")
         self.header_skip = header_skip
-        self.sync = sync
         self.length = length
         self.stats = ParserStats()
-        self._buf = bytearray()
+        self._frames = (
+            FrameAccumulator((sync,), length, self.stats)
+            if sync is not None and length is not None
+            else None
+        )
         self._idx = {name: i for i, name in enumerate(fields)}
         self._emg = [i for i, name in enumerate(fields) if name.startswith("emg")]
 
     def feed(self, data: bytes) -> list[BandSamples]:
         self.stats.packets += 1
-        frames = self._frames(bytes(data)) if self.sync is not None else [bytes(data)]
+        frames = self._frames.feed(bytes(data)) if self._frames else [bytes(data)]
         rows: list[tuple[float, ...]] = []
         for frame in frames:
             body = frame[self.header_skip :]
@@ -86,26 +87,3 @@ class GenericParser:
         if not all(n in self._idx for n in names):
             return None
         return values[:, [self._idx[n] for n in names]]
-
-    def _frames(self, data: bytes) -> list[bytes]:
-        assert self.sync is not None and self.length is not None
-        self._buf += data
-        out: list[bytes] = []
-        while True:
-            at = self._buf.find(self.sync)
-            if at < 0:
-                keep = len(self.sync) - 1
-                if len(self._buf) > keep:
-                    self.stats.bad("no sync header, bytes dropped")
-                    del self._buf[: len(self._buf) - keep]
-                break
-            if at > 0:
-                self.stats.bad(f"resynchronised, dropped {at} byte(s)")
-                del self._buf[:at]
-            if len(self._buf) < self.length:
-                break
-            out.append(bytes(self._buf[: self.length]))
-            del self._buf[: self.length]
-        if len(self._buf) > self.max_buffer:
-            self._buf.clear()
-        return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from daemon.bands.base import BandSamples, G, ParserStats
+from daemon.bands.base import BandSamples, FrameAccumulator, G, ParserStats
 
 SERVICE = "0000ffe5-0000-1000-8000-00805f9a34fb"
 NOTIFY = "0000ffe4-0000-1000-8000-00805f9a34fb"
@@ -38,35 +38,19 @@ def set_rate(hz: int) -> bytes:
 
 
 class WitMotionParser:
-    max_buffer = 4096
-
     def __init__(self) -> None:
         self.stats = ParserStats()
-        self._buf = bytearray()
+        headers = (bytes([0x55, DATA_FLAG]), bytes([0x55, REGISTER_FLAG]))
+        self._frames = FrameAccumulator(headers, FRAME, self.stats)
 
     def feed(self, data: bytes) -> list[BandSamples]:
         self.stats.packets += 1
-        self._buf += data
-        frames: list[bytes] = []
-        buf = self._buf
-        while len(buf) >= 2:
-            if buf[0] != 0x55 or buf[1] not in (DATA_FLAG, REGISTER_FLAG):
-                nxt = buf.find(0x55, 1)
-                dropped = len(buf) if nxt < 0 else nxt
-                self.stats.bad(f"resynchronised, dropped {dropped} byte(s)")
-                del buf[:dropped]
-                continue
-            if len(buf) < FRAME:
-                break
-            frame = bytes(buf[:FRAME])
-            del buf[:FRAME]
+        frames = []
+        for frame in self._frames.feed(bytes(data)):
             if frame[1] == DATA_FLAG:
                 frames.append(frame)
             else:
-                self.stats.ignored += 1
-        if len(buf) > self.max_buffer:
-            self.stats.bad("buffer overflow, cleared")
-            buf.clear()
+                self.stats.ignored += 1  # a register reply
         if not frames:
             return []
         raw = np.frombuffer(b"".join(f[2:14] for f in frames), dtype="<i2").astype(np.float64)
