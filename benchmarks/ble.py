@@ -18,7 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(HERE / "tests"))
 
-from broker import Daemon, Mosquitto, Subscriber  # type: ignore[import-not-found]  # noqa: E402
+from broker import Daemon, Mosquitto, Subscriber, write_config  # type: ignore[import-not-found]  # noqa: E402
 from fakebluez.bus import PrivateBus  # type: ignore[import-not-found]  # noqa: E402
 from fakebluez.movesense import VirtualMovesense  # type: ignore[import-not-found]  # noqa: E402
 from fakebluez.runner import FakeBluezThread  # type: ignore[import-not-found]  # noqa: E402
@@ -67,23 +67,13 @@ def measure(seconds: float, rates: list[int]) -> None:
                 band.add(Episode.make(3.0 + 6 * k, 10, 5.5, seed=k))
             vm = VirtualMovesense(band, address=f"0C:8C:DC:00:{rate % 256:02X}:01")
             fake.call(lambda vm=vm, fake=fake: fake.bluez.add(vm))
-            cfg = work / f"c{rate}.toml"
-            cfg.write_text(f"""
-[daemon]
-state_dir = "{work / f"s{rate}"}"
-log_level = "warning"
-[mqtt]
-host = "127.0.0.1"
-port = {broker.port}
-[[sensors]]
-id = "ankle"
-bed = "bench"
-site = "ankle"
-[sensors.source]
-kind = "ble"
-name = "{vm.name}"
-rate_hz = {rate}
-""")
+            cfg = write_config(
+                work / f"c{rate}.toml",
+                broker.port,
+                work / f"s{rate}",
+                [],
+                source=f'kind = "ble"\nname = "{vm.name}"\nrate_hz = {rate}',
+            )
             sub = Subscriber(broker.port)
             daemon = Daemon(cfg)
             daemon.start()
