@@ -16,6 +16,10 @@ from daemon.recording import RecordingError, load_recording
 log = structlog.get_logger("clonusd")
 
 
+class CliError(Exception):
+    """A problem with the command's inputs or surroundings, reported in one line."""
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -144,7 +148,7 @@ def _monitor(args: argparse.Namespace) -> int:
     try:
         port_n = int(port or 1883)
     except ValueError:
-        raise RecordingError(f"--broker {args.broker!r}: port is not a number") from None
+        raise CliError(f"--broker {args.broker!r}: port is not a number") from None
     plain = args.plain or not sys.stdout.isatty()
     try:
         return asyncio.run(run_monitor(host, port_n, args.prefix, plain, args.duration))
@@ -162,7 +166,9 @@ def _scan(args: argparse.Namespace) -> int:
     try:
         found = asyncio.run(scan(args.seconds))
     except BleakError as exc:
-        raise RecordingError(f"Bluetooth: {exc}") from None
+        raise CliError(f"Bluetooth: {exc}") from None
+    except OSError as exc:  # no system D-Bus, or BlueZ not reachable on it
+        raise CliError(f"Bluetooth: cannot reach BlueZ on the system D-Bus ({exc})") from None
     print(f"{'address':17}  {'rssi':>4}  {'profile':10}  name")
     for f in found:
         print(f"{f.address:17}  {f.rssi:>4}  {f.profile or '-':10}  {f.name or ''}")
@@ -195,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         return commands[args.command](args)
-    except (RecordingError, ConfigError) as exc:
+    except (RecordingError, ConfigError, CliError) as exc:
         print(f"clonusd: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:

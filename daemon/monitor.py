@@ -122,7 +122,9 @@ async def run_monitor(
         except aiomqtt.MqttError as exc:
             print(f"monitor: broker {broker} unavailable ({exc}); retrying", file=sys.stderr)
             await asyncio.sleep(1.0)
-    return 0
+    # --duration ran out before any broker answered: that is not a successful watch.
+    print(f"monitor: never reached the broker at {broker}", file=sys.stderr)
+    return 1
 
 
 async def _consume(

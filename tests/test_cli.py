@@ -115,3 +115,33 @@ def test_evaluate_scores_a_folder(tmp_path: Path) -> None:
     assert summary["sensitivity"] == 1.0
     assert summary["unsustained_rejected"] == 1.0
     assert summary["false_alarms"] == 0
+
+
+def test_scan_without_a_system_bus_is_a_one_line_error() -> None:
+    import os
+
+    env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": "unix:path=/nonexistent/clonusd-bus"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "daemon.cli", "scan", "--seconds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot reach BlueZ" in lines[0], proc.stderr
+
+
+def test_monitor_that_never_reaches_its_broker_fails() -> None:
+    from broker import free_port
+
+    proc = clonusd(
+        "monitor", "--broker", f"127.0.0.1:{free_port()}", "--plain", "--duration", "1.5"
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith("monitor: never reached the broker")
+    assert "Traceback" not in proc.stderr
+    bad = clonusd("monitor", "--broker", "localhost:abc")
+    assert bad.returncode == 2 and "port is not a number" in bad.stderr
