@@ -59,6 +59,7 @@ class BleSource:
         self.parser = gsp.MovesenseParser("IMU6", cfg.rate_hz, ref=REF)
         self._queue: asyncio.Queue[SourceItem] = asyncio.Queue(maxsize=10_000)
         self._lost = asyncio.Event()
+        self._failure: BaseException | None = None
         self.reconnects = 0
 
     @property
@@ -95,14 +96,22 @@ class BleSource:
 
     async def stream(self) -> AsyncIterator[SourceItem]:
         runner = asyncio.create_task(self._run())
+        # A failure the retry loop does not expect must end the stream (and so the
+        # pipeline, and systemd restarts the daemon) instead of leaving it waiting forever.
+        runner.add_done_callback(self._runner_done)
         try:
             while True:
                 item = await self._queue.get()
-                if isinstance(item, BaseException):
-                    raise item
+                if self._failure is not None:
+                    raise self._failure
                 yield item
         finally:
             runner.cancel()
+
+    def _runner_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._failure = task.exception()
+            self._queue.put_nowait(LinkStatus(connected=False, detail="BLE source failed"))
 
     async def _run(self) -> None:
         attempt = 0
