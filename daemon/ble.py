@@ -1,62 +1,73 @@
 """BLE bands through bleak (the default BlueZ backend, unmodified).
 
-A `BleSource` finds its band by address or advertised name, connects, subscribes, and
-turns notifications into sample chunks through the band's parser. When the link drops it
-always calls `disconnect()` (bleak 3.1 otherwise leaks a BlueZ notify session per
-reconnect), then reconnects with exponential backoff and jitter, scanning again first so
-a device BlueZ has forgotten is found afresh. Never restarts the host's Bluetooth.
+A `BleSource` waits for its band's advertisement on the shared scanner (by address or
+advertised name), connects in the operations lane, and lets the band's profile start the
+stream. When the link drops it always calls `disconnect()` (bleak 3.1 otherwise leaks a
+BlueZ notify session per reconnect) and waits for the next advertisement, so it is back
+as soon as the band is in range. Failed attempts wait by what BlueZ said, with jitter.
+Never restarts the host's Bluetooth.
+
+Why not bleak-retry-connector: it pulls in bluetooth-adapters (with USB and UART device
+lookups and an OUI database) for a retry loop and error table of some forty lines here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
-import time
 from collections.abc import AsyncIterator
 
-import numpy as np
 import structlog
-from bleak import BleakClient, BleakScanner
+from bleak import BleakClient
 from bleak.backends.device import BLEDevice
-from bleak.exc import BleakDBusError, BleakError
+from bleak.backends.scanner import AdvertisementData
+from bleak.exc import BleakDBusError, BleakDeviceNotFoundError, BleakError
 
-from daemon.bands import movesense as gsp
-from daemon.bands.base import BandSamples
+from daemon.ble_scanner import SharedScanner
 from daemon.config import BleSource as BleConfig
-from daemon.sources import LinkStatus, SampleChunk, SourceItem
+from daemon.profiles import BandSetupError, make_profile
+from daemon.sources import LinkStatus, SourceItem
 
 log = structlog.get_logger("clonusd.ble")
 BATTERY_LEVEL = "00002a19-0000-1000-8000-00805f9b34fb"
-REF = 0x63
 
 
-def retry_delay(exc: BaseException, attempt: int) -> float:
-    """How long to wait before the next try, by what BlueZ said (with jitter)."""
-    base = min(30.0, 1.0 * 2 ** min(attempt, 5))
-    if isinstance(exc, BleakDBusError):
+def retry_delay(exc: BaseException, attempt: int) -> tuple[float, str]:
+    """How long to wait before the next try, and why, by what BlueZ said (with jitter)."""
+    base, why = min(30.0, 1.0 * 2 ** min(attempt, 5)), "backoff"
+    text = str(exc).lower()
+    if isinstance(exc, BandSetupError):
+        base, why = 30.0, "band refused its set-up"  # a setting to fix, not a glitch
+    elif isinstance(exc, BleakDeviceNotFoundError):
+        base, why = 0.5, "BlueZ forgot the device: scan again"
+    elif "slot" in text:
+        base, why = max(base, 4.0), "out of connection slots: let another link go first"
+    elif "le-connection-abort-by-local" in text:
+        base, why = 0.5, "connect aborted by the controller (interference or range)"
+    elif isinstance(exc, BleakDBusError):
         if exc.dbus_error == "org.bluez.Error.InProgress":
-            base = 2.0  # another connect/scan is under way: give it time to finish
+            base, why = 2.0, "another connect or scan is under way"
         elif exc.dbus_error in (
             "org.freedesktop.DBus.Error.ServiceUnknown",
             "org.freedesktop.DBus.Error.NoReply",
+            "org.freedesktop.DBus.Error.Disconnected",
         ):
-            base = max(base, 5.0)  # bluetoothd is gone or restarting: wait, do not restart it
-        elif "le-connection-abort-by-local" in str(exc):
-            base = 1.0
-        elif exc.dbus_error == "org.bluez.Error.Failed" and "slot" in str(exc).lower():
-            base = max(base, 10.0)  # out of connection slots: let another link go first
-    return float(base * random.uniform(0.75, 1.25))  # jitter, not crypto
+            base, why = max(base, 5.0), "bluetoothd is gone or restarting (not restarted by us)"
+    elif isinstance(exc, EOFError | ConnectionError):
+        base, why = max(base, 5.0), "D-Bus connection lost"
+    return float(base * random.uniform(0.75, 1.25)), why  # jitter, not crypto
 
 
 class BleSource:
-    """A Movesense band streaming IMU6 over GSP (other profiles plug in the same way)."""
+    """One band on a BLE link, whichever profile it speaks."""
 
     def __init__(self, cfg: BleConfig) -> None:
         self.cfg = cfg
-        self.sensor = "imu6"
-        self.fs = float(cfg.rate_hz)
-        self.n_channels = 6
-        self.parser = gsp.MovesenseParser("IMU6", cfg.rate_hz, ref=REF)
+        self.profile = make_profile(cfg)
+        self.sensor = self.profile.sensor
+        self.fs = self.profile.fs
+        self.n_channels = self.profile.n_channels
         self._queue: asyncio.Queue[SourceItem] = asyncio.Queue(maxsize=10_000)
         self._lost = asyncio.Event()
         self._failure: BaseException | None = None
@@ -64,7 +75,7 @@ class BleSource:
 
     @property
     def malformed(self) -> int:
-        return self.parser.stats.malformed
+        return self.profile.stats.malformed
 
     def force_reconnect(self, reason: str) -> None:
         """The stall alarm's lever: a link that says it is up but delivers nothing (a dead
@@ -73,20 +84,10 @@ class BleSource:
             log.warning("ble_force_reconnect", reason=reason)
             self._lost.set()
 
-    def _matches(self, device: BLEDevice, _adv: object) -> bool:
+    def _matches(self, device: BLEDevice, adv: AdvertisementData) -> bool:
         if self.cfg.address is not None:
             return device.address.upper() == self.cfg.address.upper()
-        return device.name is not None and device.name == self.cfg.name
-
-    def _on_notify(self, _char: object, data: bytearray) -> None:
-        now = time.monotonic()
-        for s in self.parser.feed(bytes(data)):
-            self._put(self._chunk(s, now))
-
-    def _chunk(self, s: BandSamples, received: float) -> SampleChunk:
-        assert s.acc is not None and s.gyr is not None
-        t = s.device_t if s.device_t is not None else received + np.arange(s.n) / self.fs
-        return SampleChunk(np.asarray(t), np.hstack([s.acc, s.gyr]), received)
+        return self.cfg.name in (adv.local_name, device.name)
 
     def _put(self, item: SourceItem) -> None:
         try:
@@ -107,6 +108,8 @@ class BleSource:
                 yield item
         finally:
             runner.cancel()
+            # Let the band be stopped and the link closed before the daemon exits.
+            await asyncio.wait({runner}, timeout=5.0)
 
     def _runner_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -114,56 +117,70 @@ class BleSource:
             self._queue.put_nowait(LinkStatus(connected=False, detail="BLE source failed"))
 
     async def _run(self) -> None:
+        scanner = SharedScanner.get()
         attempt = 0
+        target = self.cfg.address or self.cfg.name
         while True:
+            device = await scanner.find(self._matches, timeout=self.cfg.scan_timeout_s)
+            if device is None:
+                # Out of range or switched off: keep listening, no connect attempts.
+                log.warning("ble_not_seen", band=target, scanned_s=self.cfg.scan_timeout_s)
+                self._put(LinkStatus(connected=False, detail=f"{target} not seen, scanning"))
+                continue
             try:
-                await self._session()
+                await self._session(device, scanner)
                 attempt = 0
-            except (BleakError, TimeoutError, OSError) as exc:
-                delay = retry_delay(exc, attempt)
+            except (BleakError, TimeoutError, OSError, EOFError) as exc:
+                delay, why = retry_delay(exc, attempt)
                 attempt += 1
-                log.warning(
+                log.log(
+                    40 if isinstance(exc, BandSetupError) else 30,
                     "ble_retry",
                     error=str(exc) or type(exc).__name__,
+                    reason=why,
                     retry_in_s=round(delay, 2),
                     attempt=attempt,
                 )
-                self._put(LinkStatus(connected=False, detail=f"retrying: {exc}"[:120]))
+                self._put(LinkStatus(connected=False, detail=f"retrying: {exc}"[:160]))
                 await asyncio.sleep(delay)
 
-    async def _session(self) -> None:
-        device = await BleakScanner.find_device_by_filter(
-            self._matches, timeout=self.cfg.scan_timeout_s
-        )
-        if device is None:
-            raise BleakError(f"band {self.cfg.address or self.cfg.name!r} not found")
+    async def _session(self, device: BLEDevice, scanner: SharedScanner) -> None:
         self._lost.clear()
         client = BleakClient(
             device,
             disconnected_callback=lambda _c: self._lost.set(),
             timeout=self.cfg.connect_timeout_s,
         )
-        await client.connect()
         try:
-            await client.start_notify(gsp.DATA, self._on_notify)
-            await client.write_gatt_char(
-                gsp.COMMAND, gsp.subscribe(REF, "IMU6", self.cfg.rate_hz), response=True
-            )
-            battery = await self._battery(client)
+            async with scanner.lane():
+                await client.connect()
+                await self.profile.start(client, self._put)
+                battery = await self._battery(client)
             self._put(
                 LinkStatus(
                     connected=True, battery_pct=battery, detail=f"{device.name} {device.address}"
                 )
             )
-            log.info("ble_connected", address=device.address, name=device.name, battery_pct=battery)
+            log.info(
+                "ble_connected",
+                address=device.address,
+                name=device.name,
+                profile=self.cfg.profile,
+                battery_pct=battery,
+            )
             await self._lost.wait()
             self.reconnects += 1
             self._put(LinkStatus(connected=False, battery_pct=battery, detail="link lost"))
             log.warning("ble_link_lost", address=device.address)
         finally:
+            if client.is_connected and not self._lost.is_set():
+                # Shutting down: stop the stream so the band does not drain its battery.
+                with contextlib.suppress(BleakError, TimeoutError, OSError):
+                    async with asyncio.timeout(2.0):
+                        await self.profile.stop(client)
             try:
                 await client.disconnect()  # always, even after a remote drop
-            except BleakError as exc:
+            except (BleakError, TimeoutError, OSError) as exc:
                 log.info("ble_disconnect_error", error=str(exc))
 
     async def _battery(self, client: BleakClient) -> int | None:

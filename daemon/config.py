@@ -6,6 +6,7 @@ fix the file without reading code. Secrets are `SecretStr`: they never print.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
@@ -21,6 +22,8 @@ from pydantic import (
 )
 
 from dsp.sites import SiteParams, site_params
+
+UUID_PATTERN = r"^[0-9A-Fa-f]{8}-([0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}$"
 
 
 class ConfigError(Exception):
@@ -112,20 +115,136 @@ class ReplaySource(_Strict):
     chunk: int = Field(8, ge=1, le=1000)
 
 
+class GattWrite(_Strict):
+    """One write to the band: which characteristic, what bytes (hex), whether acknowledged."""
+
+    char: str = Field(pattern=UUID_PATTERN)
+    hex: str
+    response: bool = True
+
+    @field_validator("hex")
+    @classmethod
+    def _hex(cls, v: str) -> str:
+        try:
+            bytes.fromhex(v)
+        except ValueError:
+            raise ValueError('must be hex bytes, e.g. "ff aa 03 09 00"') from None
+        return v
+
+    def data(self) -> bytes:
+        return bytes.fromhex(self.hex)
+
+
+class GenericBand(_Strict):
+    """A DIY band described entirely here: what to subscribe, what to write, how to decode."""
+
+    sensor: Literal["imu6", "acc3", "emg"]
+    notify: list[str] = Field(min_length=1)
+    start: list[GattWrite] = Field(default_factory=list)
+    stop: list[GattWrite] = Field(default_factory=list)
+    record: str
+    fields: list[str] = Field(min_length=1)
+    scale: list[float] | None = None
+    header_skip: int = Field(0, ge=0, le=64)
+    sync: str | None = None  # hex, e.g. "55 61": cut frames of `length` bytes at this header
+    length: int | None = Field(None, ge=1, le=512)
+
+    @field_validator("notify")
+    @classmethod
+    def _uuids(cls, v: list[str]) -> list[str]:
+        for u in v:
+            if not re.fullmatch(UUID_PATTERN, u):
+                raise ValueError(
+                    f"{u!r} is not a 128-bit UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)"
+                )
+        return [u.lower() for u in v]
+
+    @model_validator(mode="after")
+    def _layout(self) -> GenericBand:
+        from daemon.bands.generic import GenericParser
+
+        try:
+            GenericParser(
+                self.record,
+                self.fields,
+                self.scale,
+                self.header_skip,
+                bytes.fromhex(self.sync) if self.sync else None,
+                self.length,
+            )
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
+        names = set(self.fields)
+        need = {
+            "imu6": {"ax", "ay", "az", "gx", "gy", "gz"},
+            "acc3": {"ax", "ay", "az"},
+            "emg": set(),
+        }[self.sensor]
+        if not need <= names:
+            raise ValueError(f"a {self.sensor} band needs fields {sorted(need - names)}")
+        if self.sensor == "emg" and not any(f.startswith("emg") for f in self.fields):
+            raise ValueError("an emg band needs at least one field named emg0, emg1, ...")
+        return self
+
+
+# Each profile: the rates it accepts, its default, and the sensor kinds it can deliver.
+BLE_PROFILES: dict[str, tuple[tuple[int, ...], int, tuple[str, ...]]] = {
+    "movesense": ((13, 26, 52, 104, 208), 104, ("imu6",)),
+    "polar": ((25, 26, 50, 52, 100, 104, 200, 208, 416), 52, ("acc3", "imu6")),
+    "thingy52": (tuple(range(5, 201)), 100, ("imu6",)),
+    "witmotion": ((10, 20, 50, 100, 200), 100, ("imu6",)),
+    "myo": ((200,), 200, ("emg",)),
+    "generic": (tuple(range(1, 4001)), 100, ("imu6", "acc3", "emg")),
+}
+
+
 class BleSource(_Strict):
     kind: Literal["ble"]
-    profile: Literal["movesense"] = "movesense"
+    profile: Literal["movesense", "polar", "thingy52", "witmotion", "myo", "generic"] = "movesense"
     address: str | None = Field(None, pattern=r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$")
     name: str | None = None
-    rate_hz: Literal[13, 26, 52, 104, 208] = 104
+    rate_hz: int | None = None  # the profile's default when not given
+    sensor: Literal["imu6", "acc3", "emg"] | None = None  # polar: acc3 (H10) or imu6 (Verity)
     scan_timeout_s: float = Field(10.0, gt=0, le=120)
     connect_timeout_s: float = Field(20.0, gt=0, le=120)
+    generic: GenericBand | None = None
 
     @model_validator(mode="after")
     def _target(self) -> BleSource:
         if (self.address is None) == (self.name is None):
             raise ValueError("give the band's address or its advertised name (one of them)")
+        rates, _, sensors = BLE_PROFILES[self.profile]
+        if self.rate_hz is not None and self.rate_hz not in rates:
+            shown = f"{rates[0]}..{rates[-1]}" if len(rates) > 20 else ", ".join(map(str, rates))
+            raise ValueError(
+                f"rate_hz {self.rate_hz} is not one the {self.profile} profile offers ({shown})"
+            )
+        if self.profile == "generic":
+            if self.generic is None:
+                raise ValueError('profile "generic" needs a [sensors.source.generic] table')
+            if self.rate_hz is None:
+                raise ValueError('profile "generic" needs rate_hz (the band\'s sample rate)')
+        elif self.generic is not None:
+            raise ValueError(f'a generic table is only for profile "generic", not {self.profile!r}')
+        if self.sensor is not None and self.sensor not in sensors:
+            raise ValueError(
+                f"the {self.profile} profile delivers {' or '.join(sensors)}, not {self.sensor}"
+            )
         return self
+
+    @property
+    def rate(self) -> int:
+        if self.rate_hz is not None:
+            return self.rate_hz
+        if self.profile == "polar" and self.sensor_kind == "acc3":
+            return 100  # H10: 25/50/100/200 Hz
+        return BLE_PROFILES[self.profile][1]
+
+    @property
+    def sensor_kind(self) -> str:
+        if self.generic is not None:
+            return self.generic.sensor
+        return self.sensor or BLE_PROFILES[self.profile][2][0]
 
 
 SourceConfig = Annotated[SimulatedSource | ReplaySource | BleSource, Field(discriminator="kind")]

@@ -1,0 +1,427 @@
+"""What each band needs on a live link: its start and stop sequence, and its samples.
+
+A profile sits between bleak's client and a pure parser from `daemon.bands`: it
+subscribes, writes the band's start commands, turns decoded notifications into sample
+chunks in SI units on one time axis, and stops the band before the link is closed (an
+unstopped Polar or Movesense stream drains the band's battery). All profiles share one
+interface, so the BLE source's connection handling is the same for every band.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import ClassVar
+
+import numpy as np
+import structlog
+from bleak import BleakClient
+from bleak.exc import BleakError
+
+from daemon.bands import movesense as gsp
+from daemon.bands import myo, polar, thingy, witmotion
+from daemon.bands.base import BandSamples, FloatArray, ParserStats
+from daemon.bands.generic import GenericParser
+from daemon.config import BleSource as BleConfig
+from daemon.sources import SampleChunk
+
+log = structlog.get_logger("clonusd.ble")
+Emit = Callable[[SampleChunk], None]
+
+
+class BandSetupError(BleakError):
+    """The band refused its start sequence (wrong rate, MTU too small, no such sensor).
+
+    Retrying soon will not help; the message says what to change."""
+
+
+class DeviceClock:
+    """Device timestamps onto the host's monotonic axis: the band's own spacing between
+    samples, anchored once per link session (a band's clock may restart with the band)."""
+
+    def __init__(self) -> None:
+        self._offset: float | None = None
+        self._last = -np.inf
+
+    def reset(self) -> None:
+        self._offset = None
+
+    def map(self, device_t: FloatArray, received: float) -> FloatArray:
+        if self._offset is None or device_t[0] + self._offset <= self._last:
+            self._offset = received - float(device_t[-1])
+        t = device_t + self._offset
+        self._last = float(t[-1])
+        return t
+
+
+class HostClock:
+    """Sample times for bands with no clock: evenly spaced at the nominal rate, re-anchored
+    to the arrival time when arrivals fall behind by more than a burst (a loss or a slower
+    band; the detector then sees the gap) or when the schedule runs ahead of now."""
+
+    def __init__(self, fs: float) -> None:
+        self.period = 1.0 / fs
+        self._last: float | None = None
+        self.slack = max(0.1, 6 * self.period)
+
+    def reset(self) -> None:
+        self._last = None
+
+    def times(self, n: int, received: float) -> FloatArray:
+        last = self._last
+        if last is None or received - (last + n * self.period) > self.slack:
+            last = received - n * self.period
+        # A schedule ahead of arrivals (a band slightly faster than nominal) is kept:
+        # stepping back would break the strictly increasing time axis.
+        t: FloatArray = last + self.period * np.arange(1, n + 1, dtype=np.float64)
+        self._last = float(t[-1])
+        return t
+
+
+class BandProfile:
+    """The base every band's profile fills in."""
+
+    name: ClassVar[str]
+    battery = True  # the band has the SIG battery service
+
+    def __init__(self, cfg: BleConfig) -> None:
+        self.cfg = cfg
+        self.sensor = cfg.sensor_kind
+        self.fs = float(cfg.rate)
+        self.n_channels = 6 if self.sensor == "imu6" else 3 if self.sensor == "acc3" else 1
+        self.stats = ParserStats()
+        self._emit: Emit | None = None
+        self.device_clock = DeviceClock()
+        self.host_clock = HostClock(self.fs)
+
+    async def start(self, client: BleakClient, emit: Emit) -> None:
+        """Subscribe and start streaming; samples go to `emit` from now on."""
+        self._emit = emit
+        self.device_clock.reset()
+        self.host_clock.reset()
+        await self._start(client)
+
+    async def stop(self, client: BleakClient) -> None:
+        """Stop the band's stream (best effort: the link may already be gone)."""
+        await self._stop(client)
+
+    async def _start(self, client: BleakClient) -> None:
+        raise NotImplementedError
+
+    async def _stop(self, client: BleakClient) -> None:
+        return None
+
+    def _send(self, s: BandSamples, received: float) -> None:
+        if self._emit is None or s.n == 0:
+            return
+        if self.sensor == "emg":
+            x = s.emg
+        elif self.sensor == "imu6":
+            x = None if s.acc is None or s.gyr is None else np.hstack([s.acc, s.gyr])
+        else:
+            x = s.acc
+        if x is None:
+            return
+        t = (
+            self.device_clock.map(s.device_t, received)
+            if s.device_t is not None
+            else self.host_clock.times(s.n, received)
+        )
+        if self.sensor == "emg" and x.shape[1] != self.n_channels:
+            self.n_channels = x.shape[1]
+        self._emit(SampleChunk(t, x, received))
+
+
+class MovesenseProfile(BandProfile):
+    """Movesense GSP: notifications on before SUBSCRIBE /Meas/IMU6/<rate>, as the
+    official clients do; UNSUBSCRIBE on stop."""
+
+    name = "movesense"
+    ref = 0x63
+
+    def __init__(self, cfg: BleConfig) -> None:
+        super().__init__(cfg)
+        self.parser = gsp.MovesenseParser("IMU6", cfg.rate, ref=self.ref)
+        self.stats = self.parser.stats
+
+    def _on_data(self, _c: object, data: bytearray) -> None:
+        now = time.monotonic()
+        for s in self.parser.feed(bytes(data)):
+            self._send(s, now)
+
+    async def _start(self, client: BleakClient) -> None:
+        await client.start_notify(gsp.DATA, self._on_data)
+        await client.write_gatt_char(
+            gsp.COMMAND, gsp.subscribe(self.ref, "IMU6", self.cfg.rate), response=True
+        )
+
+    async def _stop(self, client: BleakClient) -> None:
+        await client.write_gatt_char(gsp.COMMAND, gsp.unsubscribe(self.ref), response=True)
+
+
+class PolarProfile(BandProfile):
+    """Polar PMD: H10 accelerometer (acc3) or Verity Sense accelerometer + gyroscope
+    (imu6). Checks the MTU (PMD needs 232), enables control-point indications before
+    any command, asks the band which settings it offers, starts each measurement with
+    them and keeps the FACTOR each start reply carries; STOP on stop."""
+
+    name = "polar"
+
+    def __init__(self, cfg: BleConfig) -> None:
+        super().__init__(cfg)
+        self.types = [polar.ACC, polar.GYRO] if self.sensor == "imu6" else [polar.ACC]
+        self.parsers = {m: polar.PolarParser(m, self.fs) for m in self.types}
+        for p in self.parsers.values():
+            p.stats = self.stats  # one count of malformed frames for the band
+        self._replies: asyncio.Queue[polar.ControlResponse] = asyncio.Queue()
+        self._pending: dict[int, list[tuple[FloatArray, FloatArray]]] = {}
+
+    def _on_control(self, _c: object, data: bytearray) -> None:
+        reply = polar.parse_control(bytes(data))
+        if reply is None:
+            self.stats.ignored += 1  # e.g. the device-initiated "measurement stopped"
+            return
+        self._replies.put_nowait(reply)
+
+    def _on_data(self, _c: object, data: bytearray) -> None:
+        now = time.monotonic()
+        mtype = data[0] & 0x3F if data else -1
+        parser = self.parsers.get(mtype)
+        if parser is None:
+            self.stats.packets += 1
+            self.stats.bad(f"frame of measurement type {mtype}, not started")
+            return
+        for s in parser.feed(bytes(data)):
+            assert s.device_t is not None
+            values = s.acc if s.acc is not None else s.gyr
+            assert values is not None
+            if len(self.types) == 1:
+                self._send(s, now)
+            else:
+                self._merge(mtype, s.device_t, values, now)
+
+    def _merge(self, mtype: int, t: FloatArray, values: FloatArray, now: float) -> None:
+        """ACC and GYRO arrive as separate frames at the same rate: pair them in order.
+        If one stream stops, the other's backlog is bounded to two seconds."""
+        queue = self._pending.setdefault(mtype, [])
+        queue.append((t, values))
+        acc, gyr = self._pending.get(polar.ACC), self._pending.get(polar.GYRO)
+        if not acc or not gyr:
+            limit = int(2 * self.fs)
+            while sum(v.shape[0] for _, v in queue) > limit:
+                dropped = queue.pop(0)[1].shape[0]
+                self.stats.bad(f"{dropped} samples without their pair from the other stream")
+            return
+        at, av = np.concatenate([a[0] for a in acc]), np.vstack([a[1] for a in acc])
+        gt, gv = np.concatenate([g[0] for g in gyr]), np.vstack([g[1] for g in gyr])
+        n = min(av.shape[0], gv.shape[0])
+        self._pending[polar.ACC] = [(at[n:], av[n:])] if av.shape[0] > n else []
+        self._pending[polar.GYRO] = [(gt[n:], gv[n:])] if gv.shape[0] > n else []
+        self._send(BandSamples(n, at[:n], acc=av[:n], gyr=gv[:n]), now)
+
+    async def _command(self, client: BleakClient, data: bytes) -> polar.ControlResponse:
+        while not self._replies.empty():
+            self._replies.get_nowait()
+        await client.write_gatt_char(polar.CONTROL, data, response=True)
+        try:
+            async with asyncio.timeout(5.0):
+                while True:
+                    reply = await self._replies.get()
+                    if reply.opcode == data[0] and reply.mtype == data[1]:
+                        return reply
+        except TimeoutError:
+            raise BleakError(f"Polar control point: no reply to {data.hex(' ')}") from None
+
+    async def _start(self, client: BleakClient) -> None:
+        self._pending.clear()
+        char = client.services.get_characteristic(polar.DATA)
+        if char is None:
+            raise BandSetupError("no Polar PMD data characteristic: is this a Polar band?")
+        mtu = char.max_write_without_response_size + 3
+        if mtu < polar.MIN_MTU:
+            raise BandSetupError(
+                f"ATT MTU is {mtu}, Polar PMD needs at least {polar.MIN_MTU}; "
+                "the adapter or BlueZ did not negotiate a large enough MTU"
+            )
+        features = bytes(await client.read_gatt_char(polar.CONTROL))
+        await client.start_notify(polar.CONTROL, self._on_control)
+        await client.start_notify(polar.DATA, self._on_data)
+        for mtype in self.types:
+            if len(features) < 2 or not features[1] & (1 << mtype):
+                what = "accelerometer" if mtype == polar.ACC else "gyroscope"
+                raise BandSetupError(
+                    f"this Polar band has no {what} stream (features {features.hex()})"
+                )
+            reply = await self._command(client, polar.get_settings(mtype))
+            if not reply.ok:
+                raise BandSetupError(f"Polar settings query refused: {reply.status_name}")
+            offered = polar.parse_settings(reply.params)
+            settings = self._choose(mtype, offered)
+            reply = await self._command(client, polar.start(mtype, settings))
+            if reply.status == 6:  # ALREADY_IN_STATE: a stream we did not stop; restart it
+                await self._command(client, polar.stop(mtype))
+                reply = await self._command(client, polar.start(mtype, settings))
+            if not reply.ok:
+                raise BandSetupError(f"Polar start refused: {reply.status_name}")
+            factor = reply.factor()
+            self.parsers[mtype].factor = factor if factor is not None else 1.0
+            self.parsers[mtype]._prev_ts = None
+
+    def _choose(self, mtype: int, offered: dict[int, list[int]]) -> dict[int, int]:
+        rates = offered.get(polar.SAMPLE_RATE, [])
+        if self.cfg.rate not in rates:
+            raise BandSetupError(
+                f"this Polar band offers {rates} Hz, not rate_hz {self.cfg.rate}; set one of them"
+            )
+        settings = {polar.SAMPLE_RATE: self.cfg.rate}
+        for kind, prefer in (
+            (polar.RESOLUTION, 16),
+            (polar.RANGE, 8 if mtype == polar.ACC else 2000),
+        ):
+            values = offered.get(kind)
+            if values:
+                settings[kind] = prefer if prefer in values else max(values)
+        if polar.CHANNELS in offered:
+            settings[polar.CHANNELS] = 3
+        return settings
+
+    async def _stop(self, client: BleakClient) -> None:
+        for mtype in self.types:
+            await client.write_gatt_char(polar.CONTROL, polar.stop(mtype), response=True)
+
+
+class ThingyProfile(BandProfile):
+    """Nordic Thingy:52: read-modify-write the motion rate in the config characteristic,
+    then enabling notifications on raw motion starts the stream (and disabling stops it)."""
+
+    name = "thingy52"
+
+    def __init__(self, cfg: BleConfig) -> None:
+        super().__init__(cfg)
+        self.parser = thingy.ThingyParser()
+        self.stats = self.parser.stats
+
+    def _on_raw(self, _c: object, data: bytearray) -> None:
+        now = time.monotonic()
+        for s in self.parser.feed(bytes(data)):
+            self._send(s, now)
+
+    async def _start(self, client: BleakClient) -> None:
+        current = bytes(await client.read_gatt_char(thingy.CONFIG))
+        if len(current) != 9:
+            current = thingy.DEFAULT_CONFIG
+        await client.write_gatt_char(
+            thingy.CONFIG, thingy.config_with_rate(current, self.cfg.rate), response=True
+        )
+        await client.start_notify(thingy.RAW, self._on_raw)
+
+    async def _stop(self, client: BleakClient) -> None:
+        await client.stop_notify(thingy.RAW)
+
+
+class WitMotionProfile(BandProfile):
+    """WitMotion BWT901BLE: unlock, set the output rate, save (all three awaited: the
+    vendor's own example forgets to, and the rate never changes)."""
+
+    name = "witmotion"
+
+    def __init__(self, cfg: BleConfig) -> None:
+        super().__init__(cfg)
+        self.parser = witmotion.WitMotionParser()
+        self.stats = self.parser.stats
+        self.battery = False
+
+    def _on_data(self, _c: object, data: bytearray) -> None:
+        now = time.monotonic()
+        for s in self.parser.feed(bytes(data)):
+            self._send(s, now)
+
+    async def _start(self, client: BleakClient) -> None:
+        await client.start_notify(witmotion.NOTIFY, self._on_data)
+        for command in (witmotion.unlock(), witmotion.set_rate(self.cfg.rate), witmotion.save()):
+            await client.write_gatt_char(witmotion.WRITE, command, response=True)
+            await asyncio.sleep(0.1)  # the vendor's pacing between register writes
+
+
+class MyoProfile(BandProfile):
+    """Myo armband: all four EMG characteristics (two 8-channel samples each, in arrival
+    order), then "raw EMG, classifier off" and "never sleep"; streaming off on stop."""
+
+    name = "myo"
+
+    def __init__(self, cfg: BleConfig) -> None:
+        super().__init__(cfg)
+        self.parser = myo.MyoEmgParser()
+        self.stats = self.parser.stats
+        self.n_channels = 8
+
+    def _on_emg(self, _c: object, data: bytearray) -> None:
+        now = time.monotonic()
+        for s in self.parser.feed(bytes(data)):
+            self._send(s, now)
+
+    async def _start(self, client: BleakClient) -> None:
+        for uuid in myo.EMG_DATA:
+            await client.start_notify(uuid, self._on_emg)
+        await client.write_gatt_char(myo.COMMAND, myo.RAW_EMG_AND_IMU, response=True)
+        await client.write_gatt_char(myo.COMMAND, myo.NEVER_SLEEP, response=True)
+
+    async def _stop(self, client: BleakClient) -> None:
+        await client.write_gatt_char(myo.COMMAND, myo.STOP, response=True)
+
+
+class GenericProfile(BandProfile):
+    """A band described in the config: subscribe, write the start bytes, decode with
+    `struct`; write the stop bytes on stop."""
+
+    name = "generic"
+
+    def __init__(self, cfg: BleConfig) -> None:
+        super().__init__(cfg)
+        g = cfg.generic
+        assert g is not None
+        self.g = g
+        self.parser = GenericParser(
+            g.record,
+            g.fields,
+            g.scale,
+            g.header_skip,
+            bytes.fromhex(g.sync) if g.sync else None,
+            g.length,
+        )
+        self.stats = self.parser.stats
+        if self.sensor == "emg":
+            self.n_channels = sum(1 for f in g.fields if f.startswith("emg"))
+
+    def _on_data(self, _c: object, data: bytearray) -> None:
+        now = time.monotonic()
+        for s in self.parser.feed(bytes(data)):
+            self._send(s, now)
+
+    async def _start(self, client: BleakClient) -> None:
+        for uuid in self.g.notify:
+            await client.start_notify(uuid, self._on_data)
+        for w in self.g.start:
+            await client.write_gatt_char(w.char, w.data(), response=w.response)
+
+    async def _stop(self, client: BleakClient) -> None:
+        for w in self.g.stop:
+            await client.write_gatt_char(w.char, w.data(), response=w.response)
+
+
+PROFILES: dict[str, type[BandProfile]] = {
+    p.name: p
+    for p in (
+        MovesenseProfile,
+        PolarProfile,
+        ThingyProfile,
+        WitMotionProfile,
+        MyoProfile,
+        GenericProfile,
+    )
+}
+
+
+def make_profile(cfg: BleConfig) -> BandProfile:
+    return PROFILES[cfg.profile](cfg)
