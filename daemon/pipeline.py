@@ -199,6 +199,7 @@ class SensorPipeline:
             "rate_hz": round(received / span, 1) if span > 0 else None,
             "nominal_rate_hz": self.source.fs,
             "packet_loss": round(loss, 4),
+            "signal_gaps": stats.gaps,  # lost packets and link outages seen in sample times
             "invalid_samples": stats.nan_rows,
             "malformed_packets": malformed_packets(self.source),
             "reconnects": reconnects(self.source),

@@ -50,6 +50,8 @@ class DeviceClock:
     def map(self, device_t: FloatArray, received: float) -> FloatArray:
         if self._offset is None or device_t[0] + self._offset <= self._last:
             self._offset = received - float(device_t[-1])
+            # Never step back in time, even if the old anchor ran ahead of arrivals.
+            self._offset += max(0.0, self._last + 1e-3 - (device_t[0] + self._offset))
         t = device_t + self._offset
         self._last = float(t[-1])
         return t
@@ -256,7 +258,11 @@ class PolarProfile(BandProfile):
             reply = await self._command(client, polar.get_settings(mtype))
             if not reply.ok:
                 raise BandSetupError(f"Polar settings query refused: {reply.status_name}")
-            offered = polar.parse_settings(reply.params)
+            try:
+                offered = polar.parse_settings(reply.params)
+            except ValueError as exc:
+                self.stats.bad(f"settings reply: {exc}")
+                raise BandSetupError(f"Polar settings reply unreadable: {exc}") from None
             settings = self._choose(mtype, offered)
             reply = await self._command(client, polar.start(mtype, settings))
             if reply.status == 6:  # ALREADY_IN_STATE: a stream we did not stop; restart it

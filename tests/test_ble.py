@@ -3,6 +3,7 @@ bleak's unmodified BlueZ backend inside `clonusd run` -> Mosquitto -> a subscrib
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,11 @@ def _kinds(events: list[dict[str, Any]]) -> list[str]:
     return [e["event"] for e in events]
 
 
+def _link(sub: Subscriber) -> str | None:
+    statuses = sub.on("/status")
+    return statuses[-1]["link"] if statuses else None
+
+
 def test_virtual_movesense_episode_reaches_subscriber(
     fake_bluez: FakeBluezThread, broker: Mosquitto, tmp_path: Path
 ) -> None:
@@ -79,6 +85,7 @@ def test_link_dropped_mid_episode_reconnects_without_leaking(
         )
         assert sub.wait_for(lambda: sub.on("/status")[-1]["link"] == "connected", 10)
         assert sub.wait_for(lambda: sub.on("/status")[-1]["reconnects"] == 1, 10)
+        assert sub.wait_for(lambda: sub.on("/status")[-1]["signal_gaps"] >= 1, 10)  # the outage
         stats = fake_bluez.call(lambda: dict(fake_bluez.bluez.stats))
     finally:
         assert daemon.terminate() == 0
@@ -93,16 +100,25 @@ def test_scan_lists_bands_with_profile_and_signal(fake_bluez: FakeBluezThread) -
     import subprocess
     import sys
 
+    from fakebluez.bands import VirtualMyo, VirtualPolar, VirtualThingy, VirtualWitMotion
     from fakebluez.bluez import Peripheral
 
     class Unknown(Peripheral):
         pass
 
     other = Unknown()
-    other.name, other.address, other.rssi = "Kettle", "11:22:33:44:55:66", -80
+    other.name, other.address, other.rssi = "Kettle", "11:22:33:44:55:66", -90
     band = VirtualMovesense(_band(), address="0C:8C:DC:00:00:09")
-    band.rssi = -55
-    fake_bluez.call(lambda: [fake_bluez.bluez.add(p) for p in (band, other)])
+    band.rssi = -50
+    others = [
+        VirtualPolar(SimulatedBand("imu6", 52)),
+        VirtualThingy(SimulatedBand("imu6", 100)),
+        VirtualWitMotion(SimulatedBand("imu6", 100)),
+        VirtualMyo(SimulatedBand("emg", 200)),
+    ]
+    for i, p in enumerate(others):
+        p.rssi = -60 - 5 * i
+    fake_bluez.call(lambda: [fake_bluez.bluez.add(p) for p in (band, other, *others)])
     proc = subprocess.run(
         [sys.executable, "-m", "daemon.cli", "scan", "--seconds", "1"],
         capture_output=True,
@@ -111,11 +127,17 @@ def test_scan_lists_bands_with_profile_and_signal(fake_bluez: FakeBluezThread) -
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
-    assert lines[1].split()[:3] == ["0C:8C:DC:00:00:09", "-55", "movesense"] or (
-        lines[1].split()[:3] == ["0C:8C:DC:00:00:09", "-56", "movesense"]
-    )
-    assert "Kettle" in lines[2] and " - " in lines[2]
+    rows = [line.split() for line in proc.stdout.splitlines()[1:]]
+    # Strongest first, unknown devices last; RSSI as advertised (the fake wobbles by 1 dB).
+    assert [(r[0], r[2]) for r in rows] == [
+        ("0C:8C:DC:00:00:09", "movesense"),
+        (others[0].address, "polar"),
+        (others[1].address, "thingy52"),
+        (others[2].address, "witmotion"),
+        (others[3].address, "myo"),
+        ("11:22:33:44:55:66", "-"),
+    ]
+    assert int(rows[0][1]) in (-50, -51) and "Kettle" in rows[-1]
 
 
 def test_in_progress_on_connect_is_retried_and_malformed_packets_are_counted(
@@ -160,4 +182,58 @@ def test_dead_bluetoothd_is_caught_by_the_stall_alarm_and_the_band_comes_back(
         assert daemon.terminate() == 0
     assert "ble_force_reconnect" in daemon.logs()
     assert sub.on("/status")[-1]["link"] == "connected"
+    sub.close()
+
+
+def test_connect_failures_each_get_their_own_wait_and_the_band_still_connects(
+    fake_bluez: FakeBluezThread, broker: Mosquitto, tmp_path: Path
+) -> None:
+    band = VirtualMovesense(_band((3.0, 10)))
+    errors = [
+        ("org.bluez.Error.Failed", "le-connection-abort-by-local"),  # bleak retries this
+        ("org.freedesktop.DBus.Error.UnknownObject", "Method Connect doesn't exist"),
+        ("org.bluez.Error.Failed", "No free connection slot"),
+        ("org.bluez.Error.InProgress", "In Progress"),
+    ]
+    sub, daemon = _start(fake_bluez, broker, tmp_path, band, connect_errors=errors)
+    try:
+        assert sub.wait_for(lambda: "clonus.end" in _kinds(sub.events()), 60), daemon.logs()
+        attempts = fake_bluez.call(lambda: list(fake_bluez.bluez.connect_log))
+    finally:
+        assert daemon.terminate() == 0
+    logs = daemon.logs()
+    for reason in (
+        "BlueZ forgot the device: scan again",
+        "out of connection slots",
+        "another connect or scan is under way",
+    ):
+        assert reason in logs, reason
+    assert len(attempts) == 5  # four refusals (one retried inside bleak), then the link
+    waits = [b[0] - a[0] for a, b in itertools.pairwise(attempts[1:])]
+    assert waits[0] < 1.5  # a forgotten device: just scan again
+    assert waits[1] > 2.5  # out of slots: give another link time to go
+    sub.close()
+
+
+def test_band_out_of_range_is_reconnected_as_soon_as_it_advertises_again(
+    fake_bluez: FakeBluezThread, broker: Mosquitto, tmp_path: Path
+) -> None:
+    band = VirtualMovesense(_band())
+    sub, daemon = _start(fake_bluez, broker, tmp_path, band)
+    try:
+        assert sub.wait_for(lambda: _link(sub) == "connected", 30)
+        fake_bluez.call(lambda: fake_bluez.bluez.vanish(band))
+        assert sub.wait_for(lambda: _link(sub) == "disconnected", 10)
+        gone = len(fake_bluez.call(lambda: list(fake_bluez.bluez.connect_log)))
+        sub.wait_for(lambda: False, timeout=4.0)  # out of range for a while
+        tried_while_gone = len(fake_bluez.call(lambda: list(fake_bluez.bluez.connect_log)))
+        fake_bluez.call(lambda: fake_bluez.bluez.reappear(band))
+        assert sub.wait_for(lambda: _link(sub) == "connected", 15)
+        back = fake_bluez.call(lambda: fake_bluez.bluez.advert_log[-1][0])
+        connect = fake_bluez.call(lambda: fake_bluez.bluez.connect_log[-1][0])
+    finally:
+        assert daemon.terminate() == 0
+    assert tried_while_gone == gone  # no blind connects to a band that is not there
+    assert 0 <= connect - back < 1.5  # back as soon as its advertisement is heard
+    assert sub.on("/status")[-1]["reconnects"] == 1
     sub.close()

@@ -32,10 +32,12 @@ class Peripheral:
     address = "AA:BB:CC:DD:EE:01"
     services: "list[Service]"
     rssi = -60
+    mtu = 247  # what BlueZ negotiated (it asks for 517; the band may offer less)
 
     def __init__(self) -> None:
         self.link: "Link | None" = None
         self.services = []
+        self.advertising = True  # False: switched off or out of range
 
     def on_connect(self, link: "Link") -> None:
         self.link = link
@@ -45,6 +47,9 @@ class Peripheral:
 
     def on_write(self, uuid: str, data: bytes) -> None:
         pass
+
+    def on_notify(self, uuid: str, enabled: bool) -> None:
+        """The central wrote the characteristic's CCCD (some bands start streaming then)."""
 
     def read(self, uuid: str) -> bytes:
         for s in self.services:
@@ -118,6 +123,7 @@ class Adapter(ServiceInterface):
     @method()
     def StartDiscovery(self) -> None:
         if self.discovering:
+            self.bluez.stats["discovery_in_progress"] += 1
             raise DBusError("org.bluez.Error.InProgress", "Operation already in progress")
         self.discovering = True
         self.emit_properties_changed({"Discovering": True})
@@ -205,9 +211,17 @@ class Device(ServiceInterface):
 
     @method()
     async def Connect(self) -> None:
+        self.bluez.connect_log.append((asyncio.get_running_loop().time(), self.p.address))
         if self.fail_next:
             error, text = self.fail_next.pop(0)
+            if text == "le-connection-abort-by-local":
+                # BlueZ >= 5.62: the link came up and was torn down before the reply.
+                self.emit_properties_changed({"Connected": True})
+                self.emit_properties_changed({"Connected": False})
             raise DBusError(error, text)
+        if not self.p.advertising:
+            await asyncio.sleep(2.0)  # page timeout: nobody answers
+            raise DBusError("org.bluez.Error.Failed", "le-connection-abort-by-local")
         if self.connecting:
             raise DBusError("org.bluez.Error.InProgress", "In Progress")
         if self.connected:
@@ -273,7 +287,7 @@ class GattCharacteristic(ServiceInterface):
 
     @dbus_property(access=PropertyAccess.READ)
     def MTU(self) -> "q":
-        return 247
+        return self.p.mtu
 
     @method()
     def ReadValue(self, options: "a{sv}") -> "ay":
@@ -291,13 +305,15 @@ class GattCharacteristic(ServiceInterface):
         self.bluez.stats["notify_sessions"] += 1
         self.notifying = True
         self.emit_properties_changed({"Notifying": True})
+        self.p.on_notify(self.ch.uuid, True)
 
     @method()
     def StopNotify(self) -> None:
         if self.notifying:
             self.bluez.stats["notify_sessions"] -= 1
-        self.notifying = False
-        self.emit_properties_changed({"Notifying": False})
+            self.notifying = False
+            self.emit_properties_changed({"Notifying": False})
+            self.p.on_notify(self.ch.uuid, False)
 
 
 class GattDescriptor(ServiceInterface):
@@ -339,7 +355,9 @@ class FakeBluez:
         self.devices: dict[str, Device] = {}
         self.exported: set[str] = set()
         self.gatt: dict[str, list[tuple[str, ServiceInterface]]] = {}
-        self.stats = {"connects": 0, "writes": 0, "notify_sessions": 0}
+        self.stats = {"connects": 0, "writes": 0, "notify_sessions": 0, "discovery_in_progress": 0}
+        self.connect_log: list[tuple[float, str]] = []  # (loop time, address) of each Connect
+        self.advert_log: list[tuple[float, str]] = []  # when a band started advertising again
         self._advert_task: asyncio.Task[None] | None = None
 
     async def start(self, address: str) -> None:
@@ -394,10 +412,24 @@ class FakeBluez:
         while True:
             flip ^= 1
             for dev in self.devices.values():
-                if not dev.connected:
+                if not dev.connected and dev.p.advertising:
                     dev.rssi = dev.p.rssi - flip
                     dev.emit_properties_changed({"RSSI": dev.rssi})
             await asyncio.sleep(0.05)
+
+    def vanish(self, p: Peripheral) -> None:
+        """The band goes out of range (or is switched off): link lost, no adverts."""
+        p.advertising = False
+        self.drop(self.device(p))
+
+    def reappear(self, p: Peripheral) -> None:
+        self.advert_log.append((asyncio.get_running_loop().time(), p.address))
+        p.advertising = True
+
+    def forget(self, p: Peripheral) -> None:
+        """BlueZ drops a temporary device some time after discovery stops."""
+        dev = self.device(p)
+        self.remove_device(dev.path)
 
     def remove_device(self, path: str) -> None:
         if path in self.exported and self.bus is not None:
@@ -424,7 +456,7 @@ class FakeBluez:
                     objs.append((cpath, gc))
                     chars[c.uuid] = gc
                     handle += 1
-                    if "notify" in c.flags:
+                    if "notify" in c.flags or "indicate" in c.flags:
                         objs.append(
                             (
                                 f"{cpath}/desc{handle:04x}",
@@ -447,8 +479,9 @@ class FakeBluez:
             return
         dev.p.on_disconnect()
         for gc in getattr(dev, "link_chars", {}).values():
+            if gc.notifying:
+                self.stats["notify_sessions"] -= 1  # BlueZ ends a link's notify sessions
             gc.notifying = False
-        self.stats["notify_sessions"] = 0
         dev.resolved = False
         dev.emit_properties_changed({"ServicesResolved": False})
         dev.connected = False

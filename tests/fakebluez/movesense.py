@@ -2,37 +2,31 @@
 
 It streams the simulated band's samples as the sample firmware does: u32 ms timestamp and
 float32 acc/gyro blocks, split into DATA (152 bytes) and DATA_PART2 when longer, and it
-drops its subscriptions when the link goes down.
+drops its subscription when the link goes down.
 """
 
 from __future__ import annotations
 
-import asyncio
 import struct
+
+import numpy as np
 
 from daemon.bands import movesense as gsp
 from daemon.simulation import SimulatedBand
-from fakebluez.bluez import Char, Link, Peripheral, Service
-
-BATTERY_SERVICE = "0000180f-0000-1000-8000-00805f9b34fb"
-BATTERY_LEVEL = "00002a19-0000-1000-8000-00805f9b34fb"
+from fakebluez.bands import VirtualBand
+from fakebluez.bluez import Char, Service
 
 
-class VirtualMovesense(Peripheral):
+class VirtualMovesense(VirtualBand):
     def __init__(
         self,
         band: SimulatedBand,
         serial: str = "000000000001",
         address: str = "0C:8C:DC:00:00:01",
-        speed: float = 1.0,
         battery: int = 87,
         garbage_every: int | None = None,
     ) -> None:
-        super().__init__()
-        self.name = f"Movesense {serial}"
-        self.address = address
-        self.band = band
-        self.speed = speed
+        super().__init__(band, f"Movesense {serial}", address, battery)
         self.services = [
             Service(
                 gsp.SERVICE,
@@ -41,21 +35,14 @@ class VirtualMovesense(Peripheral):
                     Char(gsp.DATA, ["notify"]),
                 ],
             ),
-            Service(BATTERY_SERVICE, [Char(BATTERY_LEVEL, ["read", "notify"], bytes([battery]))]),
+            *self.battery_service,
         ]
-        self._streams: dict[int, asyncio.Task[None]] = {}
-        self.samples_sent = 0
         self.garbage_every = garbage_every  # send a truncated packet every N notifications
         self.garbage_sent = 0
-        self._clock_start: float | None = None  # the band's clock runs from first power-up
+        self._ref = 0
+        self._notifications = 0
 
-    def on_disconnect(self) -> None:
-        for task in self._streams.values():
-            task.cancel()
-        self._streams.clear()
-        super().on_disconnect()
-
-    def on_write(self, uuid: str, data: bytes) -> None:
+    def command(self, uuid: str, data: bytes) -> None:
         if uuid != gsp.COMMAND or len(data) < 2 or self.link is None:
             return
         cmd, ref = data[0], data[1]
@@ -64,43 +51,30 @@ class VirtualMovesense(Peripheral):
         elif cmd == 1:
             parts = data[2:].decode(errors="replace").strip("/").split("/")
             if len(parts) == 3 and parts[:2] == ["Meas", "IMU6"] and parts[2].isdigit():
+                self._ref = ref
                 rate = int(parts[2])
-                self._streams[ref] = asyncio.get_running_loop().create_task(
-                    self._stream(self.link, ref, rate)
-                )
+                self.start_stream(rate, max(1, round(rate / 13)), self._frames)
             else:
                 self.link.notify(gsp.DATA, bytes([gsp.RESULT, ref, 0x01, 0xF5]))  # 501
-        elif cmd == 2 and ref in self._streams:
-            self._streams.pop(ref).cancel()
+        elif cmd == 2 and ref == self._ref:
+            self.stop_stream()
 
-    async def _stream(self, link: Link, ref: int, rate: int) -> None:
-        n = max(1, round(rate / 13))  # samples per notification
-        loop = asyncio.get_running_loop()
-        if self._clock_start is None:
-            self._clock_start = loop.time()
-        # Samples that fell while nobody listened are gone, as on a real band.
-        self.band.skip(
-            round((loop.time() - self._clock_start) * rate * self.speed) - self.band.samples
+    def _frames(self, t: np.ndarray, x: np.ndarray) -> list[tuple[str, bytes]]:
+        blob = (
+            struct.pack("<I", round(float(t[0]) * 1000) & 0xFFFFFFFF)
+            + x[:, 0:3].astype("<f4").tobytes()
+            + x[:, 3:6].astype("<f4").tobytes()
         )
-        start = loop.time()
-        sent = 0
-        while True:
-            t, x = self.band.next_chunk(n)
-            blob = (
-                struct.pack("<I", round(float(t[0]) * 1000) & 0xFFFFFFFF)
-                + x[:, 0:3].astype("<f4").tobytes()
-                + x[:, 3:6].astype("<f4").tobytes()
-            )
-            msg = bytes([gsp.DATA_PART1, ref]) + blob
-            if len(msg) > gsp.MAX_PART:
-                link.notify(gsp.DATA, msg[: gsp.MAX_PART])
-                link.notify(gsp.DATA, bytes([gsp.DATA_PART2, ref]) + msg[gsp.MAX_PART :])
-            else:
-                link.notify(gsp.DATA, msg)
-            sent += n
-            self.samples_sent += n
-            if self.garbage_every and (sent // n) % self.garbage_every == 0:
-                link.notify(gsp.DATA, bytes([gsp.DATA_PART1, ref, 1, 2, 3]))  # truncated
-                self.garbage_sent += 1
-            delay = start + sent / rate / self.speed - loop.time()
-            await asyncio.sleep(max(0.0, delay))
+        msg = bytes([gsp.DATA_PART1, self._ref]) + blob
+        if len(msg) > gsp.MAX_PART:
+            out = [
+                (gsp.DATA, msg[: gsp.MAX_PART]),
+                (gsp.DATA, bytes([gsp.DATA_PART2, self._ref]) + msg[gsp.MAX_PART :]),
+            ]
+        else:
+            out = [(gsp.DATA, msg)]
+        self._notifications += 1
+        if self.garbage_every and self._notifications % self.garbage_every == 0:
+            out.append((gsp.DATA, bytes([gsp.DATA_PART1, self._ref, 1, 2, 3])))  # truncated
+            self.garbage_sent += 1
+        return out
