@@ -18,6 +18,7 @@ import contextlib
 import random
 from collections.abc import AsyncIterator
 
+import numpy as np
 import structlog
 from bleak import BleakClient
 from bleak.backends.device import BLEDevice
@@ -27,10 +28,11 @@ from bleak.exc import BleakDBusError, BleakDeviceNotFoundError, BleakError
 from daemon.ble_scanner import SharedScanner
 from daemon.config import BleSource as BleConfig
 from daemon.profiles import BandSetupError, make_profile
-from daemon.sources import LinkStatus, SourceItem
+from daemon.sources import LinkStatus, SampleChunk, SourceItem
 
 log = structlog.get_logger("clonusd.ble")
 BATTERY_LEVEL = "00002a19-0000-1000-8000-00805f9b34fb"
+HOLD_S = 0.02  # longest a small notification waits to be batched with the next ones
 
 
 def retry_delay(exc: BaseException, attempt: int) -> tuple[float, str]:
@@ -57,6 +59,30 @@ def retry_delay(exc: BaseException, attempt: int) -> tuple[float, str]:
     elif isinstance(exc, EOFError | ConnectionError):
         base, why = max(base, 5.0), "D-Bus connection lost"
     return float(base * random.uniform(0.75, 1.25)), why  # jitter, not crypto
+
+
+def _coalesce(items: list[SourceItem]) -> list[SourceItem]:
+    """Runs of sample chunks joined into one; link changes kept in their place."""
+    out: list[SourceItem] = []
+    run: list[SampleChunk] = []
+    for item in [*items, None]:
+        if isinstance(item, SampleChunk):
+            run.append(item)
+            continue
+        if run:
+            out.append(
+                SampleChunk(
+                    np.concatenate([c.t for c in run]),
+                    np.vstack([c.x for c in run]),
+                    run[-1].received,
+                )
+                if len(run) > 1
+                else run[0]
+            )
+            run = []
+        if item is not None:
+            out.append(item)
+    return out
 
 
 class BleSource:
@@ -105,11 +131,25 @@ class BleSource:
                 item = await self._queue.get()
                 if self._failure is not None:
                     raise self._failure
-                yield item
+                if isinstance(item, SampleChunk) and item.t.size < self.fs * HOLD_S:
+                    # Bands that notify one or two samples at a time: let a few more
+                    # arrive (at most HOLD_S), so the detector runs on a batch, not on
+                    # every notification. Costs HOLD_S of alarm latency at most.
+                    await asyncio.sleep(HOLD_S)
+                    for merged in _coalesce([item, *self._drain()]):
+                        yield merged
+                else:
+                    yield item
         finally:
             runner.cancel()
             # Let the band be stopped and the link closed before the daemon exits.
             await asyncio.wait({runner}, timeout=5.0)
+
+    def _drain(self) -> list[SourceItem]:
+        items = []
+        while not self._queue.empty():
+            items.append(self._queue.get_nowait())
+        return items
 
     def _runner_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
