@@ -64,6 +64,37 @@ def test_shipped_configs_are_valid(name: str) -> None:
             GOOD.replace('kind = "simulated"', 'kind = "ble"\naddress = "0C:8C:DC:0"'),
             "sensors.0.source.ble.address: String should match pattern",
         ),
+        (
+            GOOD.replace('kind = "simulated"', 'kind = "ble"\nname = "M"\nrate_hz = 100'),
+            "rate_hz 100 is not one the movesense profile offers (13, 26, 52, 104, 208)",
+        ),
+        (
+            GOOD.replace('kind = "simulated"', 'kind = "ble"\nname = "P"\nprofile = "polar"')
+            .replace("[sensors.source]", "[sensors.source]\nsensor = \"emg\""),
+            "the polar profile delivers acc3 or imu6, not emg",
+        ),
+        (
+            GOOD.replace(
+                'kind = "simulated"', 'kind = "ble"\nname = "D"\nprofile = "generic"\nrate_hz = 50'
+            ),
+            'profile "generic" needs a [sensors.source.generic] table',
+        ),
+        (
+            GOOD.replace(
+                'kind = "simulated"', 'kind = "ble"\nname = "D"\nprofile = "generic"\nrate_hz = 50'
+            )
+            + '\n[sensors.source.generic]\nsensor = "acc3"\nnotify = ["7a1c0002-5d0a-4c1e-9a43'
+            '-2b8f6f1d0c00"]\nrecord = "<3h"\nfields = ["ax", "ay"]\n',
+            "sensors.0.source.ble.generic: record '<3h' has 3 values, fields name 2",
+        ),
+        (
+            GOOD.replace(
+                'kind = "simulated"', 'kind = "ble"\nname = "D"\nprofile = "generic"\nrate_hz = 50'
+            )
+            + '\n[sensors.source.generic]\nsensor = "imu6"\nnotify = ["7a1c0002"]\n'
+            'record = "<3h"\nfields = ["ax", "ay", "az"]\n',
+            "sensors.0.source.ble.generic.notify: '7a1c0002' is not a 128-bit UUID",
+        ),
         (GOOD.replace('bed = "bed-1"', 'bed = "bed 1"'), "sensors.0.bed: String should match"),
         (GOOD + "\nfoo = 1\n", "sensors.0.source.simulated.foo: unknown key"),
         (GOOD.replace('id = "ankle-l"\n', ""), "sensors.0.id: required key is missing"),
