@@ -69,8 +69,9 @@ def test_shipped_configs_are_valid(name: str) -> None:
             "rate_hz 100 is not one the movesense profile offers (13, 26, 52, 104, 208)",
         ),
         (
-            GOOD.replace('kind = "simulated"', 'kind = "ble"\nname = "P"\nprofile = "polar"')
-            .replace("[sensors.source]", "[sensors.source]\nsensor = \"emg\""),
+            GOOD.replace(
+                'kind = "simulated"', 'kind = "ble"\nname = "P"\nprofile = "polar"'
+            ).replace("[sensors.source]", '[sensors.source]\nsensor = "emg"'),
             "the polar profile delivers acc3 or imu6, not emg",
         ),
         (
