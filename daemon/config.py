@@ -189,11 +189,11 @@ class GenericBand(_Strict):
 
 # Each profile: the rates it accepts, its default, and the sensor kinds it can deliver.
 BLE_PROFILES: dict[str, tuple[tuple[int, ...], int, tuple[str, ...]]] = {
-    "movesense": ((13, 26, 52, 104, 208), 104, ("imu6",)),
+    "movesense": ((13, 26, 52, 104, 208), 104, ("imu6", "acc3")),
     "polar": ((25, 26, 50, 52, 100, 104, 200, 208, 416), 52, ("acc3", "imu6")),
     "thingy52": (tuple(range(5, 201)), 100, ("imu6",)),
     "witmotion": ((10, 20, 50, 100, 200), 100, ("imu6",)),
-    "myo": ((200,), 200, ("emg",)),
+    "myo": ((50, 200), 200, ("emg", "imu6")),  # raw EMG at 200 Hz, or its IMU at 50 Hz
     "generic": (tuple(range(1, 4001)), 100, ("imu6", "acc3", "emg")),
 }
 
@@ -226,6 +226,9 @@ class BleSource(_Strict):
                 raise ValueError('profile "generic" needs rate_hz (the band\'s sample rate)')
         elif self.generic is not None:
             raise ValueError(f'a generic table is only for profile "generic", not {self.profile!r}')
+        myo_rate = 50 if self.sensor_kind == "imu6" else 200
+        if self.profile == "myo" and self.rate_hz not in (None, myo_rate):
+            raise ValueError("the Myo streams EMG at 200 Hz and its IMU at 50 Hz")
         if self.sensor is not None and self.sensor not in sensors:
             raise ValueError(
                 f"the {self.profile} profile delivers {' or '.join(sensors)}, not {self.sensor}"
@@ -238,6 +241,8 @@ class BleSource(_Strict):
             return self.rate_hz
         if self.profile == "polar" and self.sensor_kind == "acc3":
             return 100  # H10: 25/50/100/200 Hz
+        if self.profile == "myo" and self.sensor_kind == "imu6":
+            return 50
         return BLE_PROFILES[self.profile][1]
 
     @property

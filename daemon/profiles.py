@@ -136,15 +136,16 @@ class BandProfile:
 
 
 class MovesenseProfile(BandProfile):
-    """Movesense GSP: notifications on before SUBSCRIBE /Meas/IMU6/<rate>, as the
-    official clients do; UNSUBSCRIBE on stop."""
+    """Movesense GSP: notifications on before SUBSCRIBE /Meas/IMU6/<rate> (or /Meas/Acc
+    for an acc3 sensor), as the official clients do; UNSUBSCRIBE on stop."""
 
     name = "movesense"
     ref = 0x63
 
     def __init__(self, cfg: BleConfig) -> None:
         super().__init__(cfg)
-        self.parser = gsp.MovesenseParser("IMU6", cfg.rate, ref=self.ref)
+        self.resource = "IMU6" if self.sensor == "imu6" else "Acc"
+        self.parser = gsp.MovesenseParser(self.resource, cfg.rate, ref=self.ref)
         self.stats = self.parser.stats
 
     def _on_data(self, _c: object, data: bytearray) -> None:
@@ -155,7 +156,7 @@ class MovesenseProfile(BandProfile):
     async def _start(self, client: BleakClient) -> None:
         await client.start_notify(gsp.DATA, self._on_data)
         await client.write_gatt_char(
-            gsp.COMMAND, gsp.subscribe(self.ref, "IMU6", self.cfg.rate), response=True
+            gsp.COMMAND, gsp.subscribe(self.ref, self.resource, self.cfg.rate), response=True
         )
 
     async def _stop(self, client: BleakClient) -> None:
@@ -352,24 +353,28 @@ class WitMotionProfile(BandProfile):
 
 class MyoProfile(BandProfile):
     """Myo armband: all four EMG characteristics (two 8-channel samples each, in arrival
-    order), then "raw EMG, classifier off" and "never sleep"; streaming off on stop."""
+    order) or, for an imu6 sensor, its IMU characteristic; then "raw EMG + IMU,
+    classifier off" and "never sleep"; streaming off on stop."""
 
     name = "myo"
 
     def __init__(self, cfg: BleConfig) -> None:
         super().__init__(cfg)
-        self.parser = myo.MyoEmgParser()
+        self.parser: myo.MyoEmgParser | myo.MyoImuParser
+        if self.sensor == "emg":
+            self.parser, self.chars, self.n_channels = myo.MyoEmgParser(), myo.EMG_DATA, 8
+        else:
+            self.parser, self.chars = myo.MyoImuParser(), (myo.IMU_DATA,)
         self.stats = self.parser.stats
-        self.n_channels = 8
 
-    def _on_emg(self, _c: object, data: bytearray) -> None:
+    def _on_data(self, _c: object, data: bytearray) -> None:
         now = time.monotonic()
         for s in self.parser.feed(bytes(data)):
             self._send(s, now)
 
     async def _start(self, client: BleakClient) -> None:
-        for uuid in myo.EMG_DATA:
-            await client.start_notify(uuid, self._on_emg)
+        for uuid in self.chars:
+            await client.start_notify(uuid, self._on_data)
         await client.write_gatt_char(myo.COMMAND, myo.RAW_EMG_AND_IMU, response=True)
         await client.write_gatt_char(myo.COMMAND, myo.NEVER_SLEEP, response=True)
 

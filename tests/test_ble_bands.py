@@ -22,8 +22,10 @@ from fakebluez.bands import (
     VirtualThingy,
     VirtualWitMotion,
 )
+from fakebluez.movesense import VirtualMovesense
 from fakebluez.runner import FakeBluezThread
 
+from daemon.bands import movesense as gsp
 from daemon.bands import myo, polar, thingy
 from daemon.simulation import Episode, SimulatedBand
 
@@ -40,6 +42,24 @@ class Case:
 
 
 CASES = {
+    "movesense-acc": Case(
+        VirtualMovesense,
+        "acc3",
+        104,
+        'sensor = "acc3"\nrate_hz = 104',
+        lambda v: v.streaming and not v._imu6,
+        lambda v: (gsp.COMMAND, gsp.unsubscribe(0x63)) in v.commands,
+        87,
+    ),
+    "myo-imu": Case(
+        VirtualMyo,
+        "imu6",
+        50,
+        'profile = "myo"\nsensor = "imu6"',
+        lambda v: v.never_sleep and v.streaming,
+        lambda v: (myo.COMMAND, myo.STOP) in v.commands,
+        77,
+    ),
     "polar-verity": Case(
         lambda b: VirtualPolar(b, "Verity"),
         "imu6",
@@ -163,8 +183,6 @@ def test_two_bands_at_once_share_one_scanner_and_keep_their_events_apart(
     fake_bluez: FakeBluezThread, broker: Mosquitto, tmp_path: Path
 ) -> None:
     """Both ankles: clonus on the left only (it is often one-sided)."""
-    from fakebluez.movesense import VirtualMovesense
-
     left_band = SimulatedBand("imu6", 104, seed=1)
     left_band.add(Episode.make(3.0, 12, 6.0, seed=4))
     left = VirtualMovesense(left_band)

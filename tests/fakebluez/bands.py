@@ -343,7 +343,8 @@ class VirtualWitMotion(VirtualBand):
 
 class VirtualMyo(VirtualBand):
     """Raw EMG, 8 channels at 200 Hz, two samples per notification, round-robin over the
-    four EMG characteristics, once "set mode" asks for raw EMG."""
+    four EMG characteristics, once "set mode" asks for raw EMG (or, built on an imu6
+    simulated band, IMU at 50 Hz, one sample per notification)."""
 
     def __init__(self, band: SimulatedBand, address: str = "D4:AA:00:00:00:05") -> None:
         super().__init__(band, "Myo", address, battery=77)
@@ -362,8 +363,10 @@ class VirtualMyo(VirtualBand):
         if uuid != myo.COMMAND or len(data) < 2:
             return
         if data[0] == 0x01 and len(data) == 5:
-            if data[2] in (0x02, 0x03):
+            if data[2] in (0x02, 0x03) and self.band.sensor == "emg":
                 self.start_stream(200, 2, self._frames)
+            elif data[3] in (0x01, 0x03) and self.band.sensor == "imu6":
+                self.start_stream(50, 1, self._imu_frames)
             else:
                 self.stop_stream()
         elif data[0] == 0x09 and len(data) == 3:
@@ -375,6 +378,13 @@ class VirtualMyo(VirtualBand):
         uuid = myo.EMG_DATA[self._next_char]
         self._next_char = (self._next_char + 1) % 4
         return [(uuid, raw.tobytes())]
+
+    def _imu_frames(self, t: np.ndarray, x: np.ndarray) -> list[tuple[str, bytes]]:
+        quat = np.tile([16384, 0, 0, 0], (x.shape[0], 1))
+        acc = np.round(x[:, 0:3] / G * 2048)
+        gyr = np.round(x[:, 3:6] * 16)
+        raw = np.clip(np.hstack([quat, acc, gyr]), -32768, 32767).astype("<i2")
+        return [(myo.IMU_DATA, row.tobytes()) for row in raw]
 
 
 # -- A DIY board, described only in clonusd's config -----------------------------------------

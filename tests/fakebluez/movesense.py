@@ -40,6 +40,7 @@ class VirtualMovesense(VirtualBand):
         self.garbage_every = garbage_every  # send a truncated packet every N notifications
         self.garbage_sent = 0
         self._ref = 0
+        self._imu6 = True
         self._notifications = 0
 
     def command(self, uuid: str, data: bytes) -> None:
@@ -50,8 +51,8 @@ class VirtualMovesense(VirtualBand):
             self.link.notify(gsp.DATA, bytes([gsp.RESULT, ref]) + b"Hello")
         elif cmd == 1:
             parts = data[2:].decode(errors="replace").strip("/").split("/")
-            if len(parts) == 3 and parts[:2] == ["Meas", "IMU6"] and parts[2].isdigit():
-                self._ref = ref
+            if len(parts) == 3 and parts[:2] in (["Meas", "IMU6"], ["Meas", "Acc"]):
+                self._ref, self._imu6 = ref, parts[1] == "IMU6"
                 rate = int(parts[2])
                 self.start_stream(rate, max(1, round(rate / 13)), self._frames)
             else:
@@ -63,7 +64,7 @@ class VirtualMovesense(VirtualBand):
         blob = (
             struct.pack("<I", round(float(t[0]) * 1000) & 0xFFFFFFFF)
             + x[:, 0:3].astype("<f4").tobytes()
-            + x[:, 3:6].astype("<f4").tobytes()
+            + (x[:, 3:6].astype("<f4").tobytes() if self._imu6 else b"")
         )
         msg = bytes([gsp.DATA_PART1, self._ref]) + blob
         if len(msg) > gsp.MAX_PART:
