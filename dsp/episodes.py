@@ -52,6 +52,7 @@ class EpisodeTracker:
         first_beat_ratio: float = 0.3,
         fade_ratio: float = 0.3,
         rearm_s: float = 1.0,
+        stretch_gap_ratio: float = 0.65,
     ) -> None:
         self.p = params
         self.fs = fs
@@ -66,6 +67,7 @@ class EpisodeTracker:
         self.ring_ratio = ring_ratio
         self.first_beat_ratio = first_beat_ratio
         self.fade_ratio = fade_ratio
+        self.stretch_gap_ratio = stretch_gap_ratio
         self.min_period = fs / params.rate_hz[1]
         self.max_period = fs / params.rate_hz[0]
         self.chain = _Chain()
@@ -176,6 +178,9 @@ class EpisodeTracker:
             start < min(3, len(lobes) - 1) and lobes[start].closed and not (lo <= amps[start] <= hi)
         ):
             start += 1
+        for i in range(min(4, len(lobes) - 2)):
+            if lobes[i].closed and self._too_soon(i):
+                start = max(start, i + 1)  # the stretch: what came before it is lead-in
         end = len(lobes)
         while (
             end > start + 1
@@ -189,6 +194,17 @@ class EpisodeTracker:
             # previous same-sign lobe (clonus fades by a few per cent a beat, not by half).
             end -= 1
         return list(lobes[start:end])
+
+    def _too_soon(self, i: int) -> bool:
+        """Lobe i came far less than a period before the next lobe of its sign: the
+        stretch that set the clonus off (a short pulse just before the first beat), not
+        a contraction of the rhythm."""
+        lobes = self.chain.lobes
+        periods = self._periods(lobes)
+        if i + 2 >= len(lobes) or periods.size < 4:
+            return False
+        gap = lobes[i + 2].start_pos - lobes[i].start_pos
+        return bool(gap < self.stretch_gap_ratio * float(np.median(periods)))
 
     def _beat_lobes(self, core: list[Lobe]) -> list[Lobe]:
         known = [lb for lb in core if lb.closed]
@@ -204,7 +220,12 @@ class EpisodeTracker:
         # before the core is that first contraction, not lead-in.
         lobes = self.chain.lobes
         first = lobes.index(core[0])
-        if first > 0 and lobes[first - 1].sign == sign and lobes[first - 1].closed:
+        if (
+            first > 0
+            and lobes[first - 1].sign == sign
+            and lobes[first - 1].closed
+            and not self._too_soon(first - 1)
+        ):
             ref = float(np.median(np.abs([lb.peak for lb in known])))
             if abs(lobes[first - 1].peak) >= self.first_beat_ratio * ref:
                 beats.insert(0, lobes[first - 1])

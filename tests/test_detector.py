@@ -96,6 +96,22 @@ def test_onset_comes_after_the_sixth_contraction_with_its_figures(dev_dir: Path)
     assert 0.0 < end.regularity <= 1.0 and 0.0 <= end.confidence <= 1.0
 
 
+@pytest.mark.parametrize(("name", "onset_s"), [("imu-knee-013", 16.5), ("imu-knee-013", 96.8)])
+def test_the_stretch_that_sets_clonus_off_is_not_counted_as_a_beat(
+    dev_dir: Path, name: str, onset_s: float
+) -> None:
+    """A short stretch pulse right before the first beat is as large as a beat in band;
+    counted, it would put the alarm one beat early (before the sixth contraction)."""
+    rec = load_recording(dev_dir / f"{name}.csv")
+    lab = next(lab for lab in rec.meta["labels"] if abs(lab["onset_s"] - onset_s) < 0.2)
+    assert lab["triggered"]
+    t, x = _slice(rec, lab["onset_s"] - 3.0, lab["end_s"] + 2.0)
+    events = _run(make_detector(rec), t, x)
+    (onset,) = _onsets(events)
+    assert lab["beat_times_s"][5] <= onset.t <= lab["end_s"]
+    assert abs(events[-1].beats - lab["beats"]) <= 1
+
+
 def test_threshold_is_configurable(dev_dir: Path) -> None:
     rec = load_recording(dev_dir / "imu-knee-010.csv")
     lab = next(lab for lab in rec.meta["labels"] if abs(lab["onset_s"] - 60.7) < 0.1)
