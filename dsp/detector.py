@@ -84,7 +84,13 @@ class ClonusDetector:
         self.amplitude_floor = floor
         self.lobes = LobeTracker(max_quiet=round(beat_fs / params.rate_hz[0]))
         self.episodes = EpisodeTracker(
-            params, beat_fs, counting, floor, unit, to_time=self._time_of
+            params,
+            beat_fs,
+            counting,
+            floor,
+            unit,
+            to_time=self._time_of,
+            polarity="size" if sensor == "acc3" else "rise",
         )
         # Beat-stage sample times, for reporting; long enough for a long episode.
         self._times = RingBuffer(round(900 * beat_fs), 1)

@@ -53,6 +53,7 @@ class EpisodeTracker:
         fade_ratio: float = 0.3,
         rearm_s: float = 1.0,
         stretch_gap_ratio: float = 0.65,
+        polarity: str = "rise",
     ) -> None:
         self.p = params
         self.fs = fs
@@ -68,6 +69,7 @@ class EpisodeTracker:
         self.first_beat_ratio = first_beat_ratio
         self.fade_ratio = fade_ratio
         self.stretch_gap_ratio = stretch_gap_ratio
+        self.polarity = polarity
         self.min_period = fs / params.rate_hz[1]
         self.max_period = fs / params.rate_hz[0]
         self.chain = _Chain()
@@ -231,9 +233,13 @@ class EpisodeTracker:
                 beats.insert(0, lobes[first - 1])
         return beats
 
-    @staticmethod
-    def _beat_sign(known: list[Lobe]) -> int:
-        rise = {s: [lb.peak_pos - lb.start_pos for lb in known if lb.sign == s] for s in (1, -1)}
+    def _beat_sign(self, known: list[Lobe]) -> int:
+        if self.polarity == "size":
+            amp = {s: [abs(lb.peak) for lb in known if lb.sign == s] for s in (1, -1)}
+            if amp[1] and amp[-1]:
+                return 1 if np.median(amp[1]) >= np.median(amp[-1]) else -1
+            return known[0].sign
+        rise = {s: [lb.rise for lb in known if lb.sign == s] for s in (1, -1)}
         if rise[1] and rise[-1]:
             med = {s: float(np.median(r)) for s, r in rise.items()}
             if med[1] != med[-1]:

@@ -112,6 +112,21 @@ def test_the_stretch_that_sets_clonus_off_is_not_counted_as_a_beat(
     assert abs(events[-1].beats - lab["beats"]) <= 1
 
 
+@pytest.mark.parametrize("onset_s", [58.4, 114.4, 130.4])
+def test_accelerometer_bands_alarm_on_the_sixth_contraction_not_half_a_cycle_off(
+    dev_dir: Path, onset_s: float
+) -> None:
+    """An ankle accelerometer at 52 Hz: the window between the sixth contraction and the
+    end of a 6-beat episode is 0.1-0.15 s, so counting the wrong half-cycle misses it."""
+    rec = load_recording(dev_dir / "imu-ankle-008.csv")
+    assert rec.sensor == "acc3" and rec.fs == 52
+    lab = next(lab for lab in rec.meta["labels"] if abs(lab["onset_s"] - onset_s) < 0.2)
+    t, x = _slice(rec, lab["onset_s"] - 3.0, lab["end_s"] + 2.0)
+    events = _run(make_detector(rec), t, x)
+    (onset,) = _onsets(events)
+    assert lab["beat_times_s"][5] <= onset.t <= lab["end_s"]
+
+
 def test_threshold_is_configurable(dev_dir: Path) -> None:
     rec = load_recording(dev_dir / "imu-knee-010.csv")
     lab = next(lab for lab in rec.meta["labels"] if abs(lab["onset_s"] - 60.7) < 0.1)
