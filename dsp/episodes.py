@@ -26,7 +26,6 @@ class _Chain:
     lobes: list[Lobe] = field(default_factory=list)
     episode: int | None = None  # set once declared sustained
     last_update_pos: int = 0
-    swings_evenly: bool | None = None  # judged once, when it first reaches the count
 
 
 class EpisodeTracker:
@@ -55,7 +54,6 @@ class EpisodeTracker:
         rearm_s: float = 1.0,
         stretch_gap_ratio: float = 0.65,
         polarity: str = "rise",
-        min_asymmetry: float = 0.05,
     ) -> None:
         self.p = params
         self.fs = fs
@@ -72,7 +70,6 @@ class EpisodeTracker:
         self.fade_ratio = fade_ratio
         self.stretch_gap_ratio = stretch_gap_ratio
         self.polarity = polarity
-        self.min_asymmetry = min_asymmetry
         self.min_period = fs / params.rate_hz[1]
         self.max_period = fs / params.rate_hz[0]
         self.chain = _Chain()
@@ -282,14 +279,6 @@ class EpisodeTracker:
             return []
         if not self._looks_like_clonus(core):
             return []
-        if self.chain.swings_evenly is None:
-            # Judged once: re-judging a noisy figure at every lobe would let a long
-            # tremor through on a chance fluctuation.
-            periods = self._periods(core)
-            asym = self._asymmetry(core, float(np.median(periods)))
-            self.chain.swings_evenly = asym < self.min_asymmetry
-        if self.chain.swings_evenly:
-            return []
         self.chain.episode = self._next_episode
         self._next_episode += 1
         self.chain.last_update_pos = pos
@@ -303,27 +292,6 @@ class EpisodeTracker:
         if not self.p.rate_hz[0] <= rate <= self.p.rate_hz[1]:
             return False
         return self._amplitude(core) >= self.amplitude_floor
-
-    @staticmethod
-    def _asymmetry(core: list[Lobe], period: float) -> float:
-        """How unlike a sine the cycle is: clonus is a quick contraction (~45 % of the
-        period) and a slower return, so its two half-cycles differ in size, duration and
-        rise; tremor, vibration and tapping swing evenly. The sum of the three relative
-        differences between the half-cycles' medians (0 for a pure sine)."""
-        halves = []
-        for sign in (1, -1):
-            lobes = [lb for lb in core if lb.closed and lb.sign == sign]
-            if not lobes:
-                return 0.0
-            halves.append(
-                (
-                    float(np.median([abs(lb.peak) for lb in lobes])),
-                    float(np.median([lb.close_pos - lb.start_pos for lb in lobes])) / period,
-                    float(np.median([lb.rise for lb in lobes])) / period,
-                )
-            )
-        (a1, d1, r1), (a2, d2, r2) = halves
-        return 2 * abs(a1 - a2) / (a1 + a2) + abs(d1 - d2) + abs(r1 - r2)
 
     # -- figures -------------------------------------------------------------------------
 
