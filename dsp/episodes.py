@@ -258,7 +258,7 @@ class EpisodeTracker:
             if amp[1] and amp[-1]:
                 return 1 if np.median(amp[1]) >= np.median(amp[-1]) else -1
             return known[0].sign
-        rise = {s: [lb.rise for lb in known if lb.sign == s] for s in (1, -1)}
+        rise = {s: [lb.peak_pos - lb.start_pos for lb in known if lb.sign == s] for s in (1, -1)}
         if rise[1] and rise[-1]:
             med = {s: float(np.median(r)) for s, r in rise.items()}
             if med[1] != med[-1]:

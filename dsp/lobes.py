@@ -28,20 +28,6 @@ class Lobe:
     peak_pos: int = 0
     closed: bool = False
     close_pos: int = 0
-    start_frac: float | None = None  # the threshold crossing, interpolated between samples
-    peak_before: float | None = None  # the samples either side of the peak, for
-    peak_after: float | None = None  # interpolating where it fell between samples
-
-    @property
-    def rise(self) -> float:
-        """Samples from the threshold crossing to the peak, to a fraction of a sample: at
-        50 Hz whole samples are too coarse to tell a quick phase from a slow one."""
-        start = self.start_frac if self.start_frac is not None else float(self.start_pos)
-        peak = float(self.peak_pos)
-        a, b, c = self.peak_before, self.peak, self.peak_after
-        if a is not None and c is not None and (a - 2 * b + c) != 0:
-            peak += float(np.clip(0.5 * (a - c) / (a - 2 * b + c), -0.5, 0.5))
-        return peak - start
 
 
 class LobeTracker:
@@ -55,21 +41,14 @@ class LobeTracker:
         self.max_quiet = max_quiet
         self._open: Lobe | None = None
         self._last_active = 0
-        self._last_y: float | None = None  # the previous chunk's last sample
-        self._awaiting_after: Lobe | None = None  # its peak was that last sample
 
     def reset(self) -> None:
         self._open = None
-        self._last_y = None
-        self._awaiting_after = None
 
     def process(self, pos: np.ndarray, y: FloatArray, h: float) -> list[tuple[Lobe, bool]]:
         out: list[tuple[Lobe, bool]] = []
         if y.size == 0:
             return out
-        if self._awaiting_after is not None:
-            self._awaiting_after.peak_after = float(y[0])
-            self._awaiting_after = None
         state = np.where(y > h, 1, np.where(y < -h, -1, 0))
         active = np.flatnonzero(state)
         if active.size:
@@ -88,34 +67,16 @@ class LobeTracker:
                 if lobe is not None and lobe.sign == s:
                     if (seg[k] > lobe.peak) if s > 0 else (seg[k] < lobe.peak):
                         lobe.peak, lobe.peak_pos = float(seg[k]), int(pos[idx[k]])
-                        self._neighbours(lobe, y, int(idx[k]))
                 else:
                     if lobe is not None:
                         lobe.closed, lobe.close_pos = True, start_pos
                         out.append((lobe, False))
                     lobe = Lobe(s, start_pos, float(seg[k]), int(pos[idx[k]]))
-                    before = y[idx[0] - 1] if idx[0] > 0 else self._last_y
-                    if before is not None and y[idx[0]] != before:
-                        frac = (s * h - before) / (y[idx[0]] - before)
-                        lobe.start_frac = start_pos - 1 + float(np.clip(frac, 0.0, 1.0))
-                    self._neighbours(lobe, y, int(idx[k]))
                     self._open = lobe
                     out.append((lobe, True))
                 self._last_active = int(pos[idx[-1]])
         self._timeout(int(pos[-1]), out)
-        self._last_y = float(y[-1])
         return out
-
-    def _neighbours(self, lobe: Lobe, y: FloatArray, j: int) -> None:
-        """Keep the samples either side of the lobe's peak (the next may come later)."""
-        lobe.peak_before = float(y[j - 1]) if j > 0 else self._last_y
-        if j + 1 < y.size:
-            lobe.peak_after = float(y[j + 1])
-            if self._awaiting_after is lobe:
-                self._awaiting_after = None
-        else:
-            lobe.peak_after = None
-            self._awaiting_after = lobe
 
     def _timeout(self, now: int, out: list[tuple[Lobe, bool]]) -> None:
         """Close the open lobe if the signal has been quiet for longer than max_quiet."""
