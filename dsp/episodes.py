@@ -48,7 +48,7 @@ class EpisodeTracker:
         trigger_ratio: float = 2.0,
         lead_ratio: float = 0.6,
         tail_ratio: float = 0.4,
-        ring_ratio: float = 0.65,
+        ring_ratio: float | None = None,
         first_beat_ratio: float = 0.3,
         fade_ratio: float = 0.3,
         rearm_s: float = 1.0,
@@ -65,7 +65,11 @@ class EpisodeTracker:
         self.trigger_ratio = trigger_ratio
         self.lead_ratio = lead_ratio
         self.tail_ratio = tail_ratio
-        self.ring_ratio = ring_ratio
+        # Ringing after the last beat drops by more than clonus fades from beat to beat.
+        # EMG bursts vary more in size (recruitment), so only a halving counts there.
+        self.ring_ratio = (
+            ring_ratio if ring_ratio is not None else (0.65 if counting == "pairs" else 0.5)
+        )
         self.first_beat_ratio = first_beat_ratio
         self.fade_ratio = fade_ratio
         self.stretch_gap_ratio = stretch_gap_ratio

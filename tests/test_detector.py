@@ -152,6 +152,18 @@ def test_a_long_episode_that_stumbles_raises_one_alarm(dev_dir: Path) -> None:
     assert len(_onsets(_run(make_detector(rec), t, x))) == 1
 
 
+def test_an_emg_burst_a_third_smaller_than_the_one_before_is_still_a_beat(
+    dev_dir: Path,
+) -> None:
+    """EMG bursts vary in size from one to the next (recruitment); the last of a 7-beat
+    episode is 0.58 after 0.95, which is not the ringing of a filter."""
+    rec = load_recording(dev_dir / "emg-ankle-001.csv")
+    lab = next(lab for lab in rec.meta["labels"] if abs(lab["onset_s"] - 84.5) < 0.2)
+    t, x = _slice(rec, lab["onset_s"] - 3.0, lab["end_s"] + 2.0)
+    (onset,) = _onsets(_run(make_detector(rec), t, x))
+    assert lab["beat_times_s"][5] <= onset.t <= lab["end_s"]
+
+
 def test_threshold_is_configurable(dev_dir: Path) -> None:
     rec = load_recording(dev_dir / "imu-knee-010.csv")
     lab = next(lab for lab in rec.meta["labels"] if abs(lab["onset_s"] - 60.7) < 0.1)
