@@ -203,9 +203,9 @@ class EpisodeTracker:
             start < min(3, len(lobes) - 1) and lobes[start].closed and not (lo <= amps[start] <= hi)
         ):
             start += 1
-        for i in range(min(4, len(lobes) - 2)):
-            if lobes[i].closed and self._too_soon(i):
-                start = max(start, i + 1)  # the stretch: what came before it is lead-in
+        stretches = self._stretches()
+        if stretches:
+            start = max(start, stretches[-1] + 1)  # what came before the stretch is lead-in
         end = len(lobes)
         while (
             end > start + 1
@@ -220,16 +220,20 @@ class EpisodeTracker:
             end -= 1
         return list(lobes[start:end])
 
-    def _too_soon(self, i: int) -> bool:
-        """Lobe i came far less than a period before the next lobe of its sign: the
-        stretch that set the clonus off (a short pulse just before the first beat), not
-        a contraction of the rhythm."""
+    def _stretches(self) -> list[int]:
+        """Indices, among the chain's first four lobes, of lobes that came far less than
+        a period before the next lobe of their sign: the stretch that set the clonus off
+        (a short pulse just before the first beat), not a contraction of the rhythm."""
         lobes = self.chain.lobes
         periods = self._periods(lobes)
-        if i + 2 >= len(lobes) or periods.size < 4:
-            return False
-        gap = lobes[i + 2].start_pos - lobes[i].start_pos
-        return bool(gap < self.stretch_gap_ratio * float(np.median(periods)))
+        if periods.size < 4:
+            return []
+        limit = self.stretch_gap_ratio * float(np.median(periods))
+        return [
+            i
+            for i in range(min(4, len(lobes) - 2))
+            if lobes[i].closed and lobes[i + 2].start_pos - lobes[i].start_pos < limit
+        ]
 
     def _beat_lobes(self, core: list[Lobe]) -> list[Lobe]:
         known = [lb for lb in core if lb.closed]
@@ -249,7 +253,7 @@ class EpisodeTracker:
             first > 0
             and lobes[first - 1].sign == sign
             and lobes[first - 1].closed
-            and not self._too_soon(first - 1)
+            and first - 1 not in self._stretches()
         ):
             ref = float(np.median(np.abs([lb.peak for lb in known])))
             if abs(lobes[first - 1].peak) >= self.first_beat_ratio * ref:
