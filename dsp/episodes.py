@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -33,7 +34,10 @@ class EpisodeTracker:
 
     `to_time` maps a beat-stage sample position to signal time; `fs` is the beat-stage
     rate; `counting` is "pairs" (motion: one beat per full cycle) or "positive" (EMG
-    envelope: one beat per burst).
+    envelope: one beat per burst). `polarity` says which half-cycle of a motion cycle is
+    the contraction: "rise" (gyroscope: the quick phase rises faster) or "size"
+    (accelerometer: it sees gravity and tangential acceleration, and the contraction's
+    half-cycle is the larger one).
     """
 
     def __init__(
@@ -53,7 +57,7 @@ class EpisodeTracker:
         fade_ratio: float = 0.3,
         rearm_s: float = 1.0,
         stretch_gap_ratio: float = 0.65,
-        polarity: str = "rise",
+        polarity: Literal["rise", "size"] = "rise",
     ) -> None:
         self.p = params
         self.fs = fs
@@ -242,7 +246,7 @@ class EpisodeTracker:
         if not known:
             return []
         # Motion: one contraction per cycle, counted on the cycle's quick phase (the
-        # plantarflexion jerk, ~45 % of the period), whose lobe rises faster in band.
+        # plantarflexion jerk, ~45 % of the period); see `polarity`.
         sign = self._beat_sign(known)
         beats = [lb for lb in known if lb.sign == sign]
         # Filter start-up shrinks the first beat: a smaller lobe of the beat's sign just
