@@ -21,7 +21,7 @@ from bleak.exc import BleakError
 
 from daemon.bands import movesense as gsp
 from daemon.bands import myo, polar, thingy, witmotion
-from daemon.bands.base import BandSamples, FloatArray, ParserStats
+from daemon.bands.base import BandSamples, FloatArray, Parser, ParserStats
 from daemon.bands.generic import GenericParser
 from daemon.config import BleSource as BleConfig
 from daemon.sources import SampleChunk
@@ -85,7 +85,7 @@ class BandProfile:
     """The base every band's profile fills in."""
 
     name: ClassVar[str]
-    battery = True  # the band has the SIG battery service
+    parser: Parser  # bands whose notifications all go through one parser
 
     def __init__(self, cfg: BleConfig) -> None:
         self.cfg = cfg
@@ -114,6 +114,11 @@ class BandProfile:
     async def _stop(self, client: BleakClient) -> None:
         return None
 
+    def _on_data(self, _c: object, data: bytearray) -> None:
+        now = time.monotonic()
+        for s in self.parser.feed(bytes(data)):
+            self._send(s, now)
+
     def _send(self, s: BandSamples, received: float) -> None:
         if self._emit is None or s.n == 0:
             return
@@ -130,8 +135,6 @@ class BandProfile:
             if s.device_t is not None
             else self.host_clock.times(s.n, received)
         )
-        if self.sensor == "emg" and x.shape[1] != self.n_channels:
-            self.n_channels = x.shape[1]
         self._emit(SampleChunk(t, x, received))
 
 
@@ -147,11 +150,6 @@ class MovesenseProfile(BandProfile):
         self.resource = "IMU6" if self.sensor == "imu6" else "Acc"
         self.parser = gsp.MovesenseParser(self.resource, cfg.rate, ref=self.ref)
         self.stats = self.parser.stats
-
-    def _on_data(self, _c: object, data: bytearray) -> None:
-        now = time.monotonic()
-        for s in self.parser.feed(bytes(data)):
-            self._send(s, now)
 
     async def _start(self, client: BleakClient) -> None:
         await client.start_notify(gsp.DATA, self._on_data)
@@ -309,11 +307,6 @@ class ThingyProfile(BandProfile):
         self.parser = thingy.ThingyParser()
         self.stats = self.parser.stats
 
-    def _on_raw(self, _c: object, data: bytearray) -> None:
-        now = time.monotonic()
-        for s in self.parser.feed(bytes(data)):
-            self._send(s, now)
-
     async def _start(self, client: BleakClient) -> None:
         current = bytes(await client.read_gatt_char(thingy.CONFIG))
         if len(current) != 9:
@@ -321,7 +314,7 @@ class ThingyProfile(BandProfile):
         await client.write_gatt_char(
             thingy.CONFIG, thingy.config_with_rate(current, self.cfg.rate), response=True
         )
-        await client.start_notify(thingy.RAW, self._on_raw)
+        await client.start_notify(thingy.RAW, self._on_data)
 
     async def _stop(self, client: BleakClient) -> None:
         await client.stop_notify(thingy.RAW)
@@ -337,12 +330,6 @@ class WitMotionProfile(BandProfile):
         super().__init__(cfg)
         self.parser = witmotion.WitMotionParser()
         self.stats = self.parser.stats
-        self.battery = False
-
-    def _on_data(self, _c: object, data: bytearray) -> None:
-        now = time.monotonic()
-        for s in self.parser.feed(bytes(data)):
-            self._send(s, now)
 
     async def _start(self, client: BleakClient) -> None:
         await client.start_notify(witmotion.NOTIFY, self._on_data)
@@ -360,17 +347,11 @@ class MyoProfile(BandProfile):
 
     def __init__(self, cfg: BleConfig) -> None:
         super().__init__(cfg)
-        self.parser: myo.MyoEmgParser | myo.MyoImuParser
         if self.sensor == "emg":
             self.parser, self.chars, self.n_channels = myo.MyoEmgParser(), myo.EMG_DATA, 8
         else:
             self.parser, self.chars = myo.MyoImuParser(), (myo.IMU_DATA,)
         self.stats = self.parser.stats
-
-    def _on_data(self, _c: object, data: bytearray) -> None:
-        now = time.monotonic()
-        for s in self.parser.feed(bytes(data)):
-            self._send(s, now)
 
     async def _start(self, client: BleakClient) -> None:
         for uuid in self.chars:
@@ -404,11 +385,6 @@ class GenericProfile(BandProfile):
         self.stats = self.parser.stats
         if self.sensor == "emg":
             self.n_channels = sum(1 for f in g.fields if f.startswith("emg"))
-
-    def _on_data(self, _c: object, data: bytearray) -> None:
-        now = time.monotonic()
-        for s in self.parser.feed(bytes(data)):
-            self._send(s, now)
 
     async def _start(self, client: BleakClient) -> None:
         for uuid in self.g.notify:

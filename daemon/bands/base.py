@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -39,6 +40,14 @@ class ParserStats:
         self.malformed += 1
         if len(self.notes) < 20:
             self.notes.append(why)
+
+
+class Parser(Protocol):
+    """Bytes of one notification in, decoded samples out; bad input is counted in `stats`."""
+
+    stats: ParserStats
+
+    def feed(self, data: bytes) -> list[BandSamples]: ...
 
 
 class FrameAccumulator:
