@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -22,6 +22,9 @@ from pydantic import (
 )
 
 from dsp.sites import SiteParams, site_params
+
+if TYPE_CHECKING:
+    from daemon.bands.generic import GenericParser
 
 UUID_PATTERN = r"^[0-9A-Fa-f]{8}-([0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}$"
 
@@ -115,6 +118,14 @@ class ReplaySource(_Strict):
     chunk: int = Field(8, ge=1, le=1000)
 
 
+def _hex_bytes(v: str) -> str:
+    try:
+        bytes.fromhex(v)
+    except ValueError:
+        raise ValueError('must be hex bytes, e.g. "ff aa 03 09 00"') from None
+    return v
+
+
 class GattWrite(_Strict):
     """One write to the band: which characteristic, what bytes (hex), whether acknowledged."""
 
@@ -125,11 +136,7 @@ class GattWrite(_Strict):
     @field_validator("hex")
     @classmethod
     def _hex(cls, v: str) -> str:
-        try:
-            bytes.fromhex(v)
-        except ValueError:
-            raise ValueError('must be hex bytes, e.g. "ff aa 03 09 00"') from None
-        return v
+        return _hex_bytes(v)
 
     def data(self) -> bytes:
         return bytes.fromhex(self.hex)
@@ -149,6 +156,11 @@ class GenericBand(_Strict):
     sync: str | None = None  # hex, e.g. "55 61": cut frames of `length` bytes at this header
     length: int | None = Field(None, ge=1, le=512)
 
+    @field_validator("sync")
+    @classmethod
+    def _sync(cls, v: str | None) -> str | None:
+        return None if v is None else _hex_bytes(v)
+
     @field_validator("notify")
     @classmethod
     def _uuids(cls, v: list[str]) -> list[str]:
@@ -161,19 +173,7 @@ class GenericBand(_Strict):
 
     @model_validator(mode="after")
     def _layout(self) -> GenericBand:
-        from daemon.bands.generic import GenericParser
-
-        try:
-            GenericParser(
-                self.record,
-                self.fields,
-                self.scale,
-                self.header_skip,
-                bytes.fromhex(self.sync) if self.sync else None,
-                self.length,
-            )
-        except ValueError as exc:
-            raise ValueError(str(exc)) from None
+        self.parser()  # a layout the parser refuses is named here, at load time
         names = set(self.fields)
         need = {
             "imu6": {"ax", "ay", "az", "gx", "gy", "gz"},
@@ -185,6 +185,15 @@ class GenericBand(_Strict):
         if self.sensor == "emg" and not any(f.startswith("emg") for f in self.fields):
             raise ValueError("an emg band needs at least one field named emg0, emg1, ...")
         return self
+
+    def parser(self) -> GenericParser:
+        """A fresh parser for this layout (raises ValueError if it is not a valid one)."""
+        from daemon.bands.generic import GenericParser
+
+        sync = bytes.fromhex(self.sync) if self.sync else None
+        return GenericParser(
+            self.record, self.fields, self.scale, self.header_skip, sync, self.length
+        )
 
 
 # Each profile: the rates it accepts, its default, and the sensor kinds it can deliver.

@@ -22,7 +22,6 @@ from bleak.exc import BleakError
 from daemon.bands import movesense as gsp
 from daemon.bands import myo, polar, thingy, witmotion
 from daemon.bands.base import BandSamples, FloatArray, Parser, ParserStats
-from daemon.bands.generic import GenericParser
 from daemon.config import BleSource as BleConfig
 from daemon.sources import SampleChunk
 
@@ -269,9 +268,7 @@ class PolarProfile(BandProfile):
                 reply = await self._command(client, polar.start(mtype, settings))
             if not reply.ok:
                 raise BandSetupError(f"Polar start refused: {reply.status_name}")
-            factor = reply.factor()
-            self.parsers[mtype].factor = factor if factor is not None else 1.0
-            self.parsers[mtype]._prev_ts = None
+            self.parsers[mtype].restart(reply.factor())
 
     def _choose(self, mtype: int, offered: dict[int, list[int]]) -> dict[int, int]:
         rates = offered.get(polar.SAMPLE_RATE, [])
@@ -374,14 +371,7 @@ class GenericProfile(BandProfile):
         g = cfg.generic
         assert g is not None
         self.g = g
-        self.parser = GenericParser(
-            g.record,
-            g.fields,
-            g.scale,
-            g.header_skip,
-            bytes.fromhex(g.sync) if g.sync else None,
-            g.length,
-        )
+        self.parser = g.parser()
         self.stats = self.parser.stats
         if self.sensor == "emg":
             self.n_channels = sum(1 for f in g.fields if f.startswith("emg"))

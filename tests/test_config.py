@@ -96,6 +96,15 @@ def test_shipped_configs_are_valid(name: str) -> None:
             'record = "<3h"\nfields = ["ax", "ay", "az"]\n',
             "sensors.0.source.ble.generic.notify: '7a1c0002' is not a 128-bit UUID",
         ),
+        (
+            GOOD.replace(
+                'kind = "simulated"', 'kind = "ble"\nname = "D"\nprofile = "generic"\nrate_hz = 50'
+            )
+            + '\n[sensors.source.generic]\nsensor = "acc3"\nnotify = ["7a1c0002-5d0a-4c1e-9a43'
+            '-2b8f6f1d0c00"]\nrecord = "<3h"\nfields = ["ax", "ay", "az"]\nsync = "zz"\n'
+            "length = 8\n",
+            'sensors.0.source.ble.generic.sync: must be hex bytes, e.g. "ff aa 03 09 00"',
+        ),
         (GOOD.replace('bed = "bed-1"', 'bed = "bed 1"'), "sensors.0.bed: String should match"),
         (GOOD + "\nfoo = 1\n", "sensors.0.source.simulated.foo: unknown key"),
         (GOOD.replace('id = "ankle-l"\n', ""), "sensors.0.id: required key is missing"),

@@ -151,6 +151,12 @@ class PolarParser:
         self.stats = ParserStats()
         self._prev_ts: int | None = None
 
+    def restart(self, factor: float | None) -> None:
+        """A new measurement started: its FACTOR (from the start reply; 1 if none), and
+        no sample spacing carried over from the previous one."""
+        self.factor = factor if factor is not None else 1.0
+        self._prev_ts = None
+
     def feed(self, data: bytes) -> list[BandSamples]:
         self.stats.packets += 1
         if len(data) < 11:
