@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,20 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DEV = ROOT.parent / "shared" / "recordings" / "dev"
 EXAMPLE = ROOT / "daemon" / "examples" / "ankle-imu6-demo.csv"
+
+
+def clonusd(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """`clonusd ARGS...` run to completion as a user runs it, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "daemon.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=env,
+    )
 
 
 @pytest.fixture(scope="session")

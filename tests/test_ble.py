@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from broker import Daemon, Mosquitto, Subscriber, write_config
+from conftest import clonusd
 from fakebluez.movesense import VirtualMovesense
 from fakebluez.runner import FakeBluezThread
 
@@ -97,9 +98,6 @@ def test_link_dropped_mid_episode_reconnects_without_leaking(
 
 
 def test_scan_lists_bands_with_profile_and_signal(fake_bluez: FakeBluezThread) -> None:
-    import subprocess
-    import sys
-
     from fakebluez.bands import VirtualMyo, VirtualPolar, VirtualThingy, VirtualWitMotion
     from fakebluez.bluez import Peripheral
 
@@ -119,13 +117,7 @@ def test_scan_lists_bands_with_profile_and_signal(fake_bluez: FakeBluezThread) -
     for i, p in enumerate(others):
         p.rssi = -60 - 5 * i
     fake_bluez.call(lambda: [fake_bluez.bluez.add(p) for p in (band, other, *others)])
-    proc = subprocess.run(
-        [sys.executable, "-m", "daemon.cli", "scan", "--seconds", "1"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = clonusd("scan", "--seconds", "1", timeout=60)
     assert proc.returncode == 0, proc.stderr
     rows = [line.split() for line in proc.stdout.splitlines()[1:]]
     # Strongest first, unknown devices last; RSSI as advertised (the fake wobbles by 1 dB).

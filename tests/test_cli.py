@@ -4,22 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLE
-
-
-def clonusd(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "daemon.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+from conftest import EXAMPLE, clonusd
 
 
 def test_replay_prints_one_json_event_per_line() -> None:
@@ -121,14 +109,7 @@ def test_scan_without_a_system_bus_is_a_one_line_error() -> None:
     import os
 
     env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": "unix:path=/nonexistent/clonusd-bus"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "daemon.cli", "scan", "--seconds", "1"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=env,
-    )
+    proc = clonusd("scan", "--seconds", "1", env=env, timeout=60)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot reach BlueZ" in lines[0], proc.stderr

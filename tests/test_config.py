@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, clonusd
 
 from daemon.config import ConfigError, load_config, parse_config
 
@@ -24,13 +23,7 @@ kind = "simulated"
 
 
 def check(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "daemon.cli", "check-config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return clonusd("check-config", str(path), timeout=60)
 
 
 @pytest.mark.parametrize("name", ["clonusd.example.toml", "demo.toml"])

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from broker import Daemon, Mosquitto, Subscriber, write_config
+from conftest import clonusd
 
 SPEED = 4.0  # simulated seconds per real second
 
@@ -207,19 +208,10 @@ speed = 20
 
 
 def test_run_with_a_bad_config_exits_non_zero_without_a_traceback(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
     cfg = tmp_path / "bad.toml"
     cfg.write_text(
         '[[sensors]]\nid = "x"\nbed = "b"\nsite = "hip"\n[sensors.source]\nkind = "simulated"\n'
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "daemon.cli", "run", "--config", str(cfg)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = clonusd("run", "--config", str(cfg), timeout=60)
     assert proc.returncode == 2
     assert "sensors.0.site" in proc.stderr and "Traceback" not in proc.stderr
