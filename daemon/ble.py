@@ -128,17 +128,19 @@ class BleSource:
         runner.add_done_callback(self._runner_done)
         try:
             while True:
-                item = await self._queue.get()
-                if self._failure is not None:
-                    raise self._failure
-                if isinstance(item, SampleChunk) and item.t.size < self.fs * HOLD_S:
+                batch = [await self._queue.get()]
+                first = batch[0]
+                if isinstance(first, SampleChunk) and first.t.size < self.fs * HOLD_S:
                     # Bands that notify one or two samples at a time: let a few more
                     # arrive (at most HOLD_S), so the detector runs on a batch, not on
                     # every notification. Costs HOLD_S of alarm latency at most.
                     await asyncio.sleep(HOLD_S)
-                    for merged in _coalesce([item, *self._drain()]):
-                        yield merged
-                else:
+                    batch += self._drain()
+                # Checked after the wait too: a failure drained with the batch must not
+                # leave the next get() waiting for ever.
+                if self._failure is not None:
+                    raise self._failure
+                for item in _coalesce(batch):
                     yield item
         finally:
             runner.cancel()
