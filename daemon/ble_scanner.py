@@ -42,7 +42,7 @@ class SharedScanner:
         self._next_key = 0
         self._lane = asyncio.Lock()
         self._scanner: BleakScanner | None = None
-        self.scan_starts = 0
+        self._stopping: asyncio.Task[None] | None = None  # held so it is not collected
 
     async def find(self, matcher: Matcher, timeout: float) -> BLEDevice | None:
         """The device from the next advertisement `matcher` accepts, or None on timeout."""
@@ -84,7 +84,7 @@ class SharedScanner:
 
     def _stop_if_idle(self) -> None:
         if not self._waiters and self._scanner is not None and not self._lane.locked():
-            asyncio.get_running_loop().create_task(self._stop_locked())
+            self._stopping = asyncio.get_running_loop().create_task(self._stop_locked())
 
     async def _stop_locked(self) -> None:
         async with self._lane:
@@ -100,7 +100,6 @@ class SharedScanner:
             log.warning("ble_scan_failed", error=str(exc))
             return
         self._scanner = scanner
-        self.scan_starts += 1
 
     async def _stop(self) -> None:
         scanner, self._scanner = self._scanner, None
