@@ -426,11 +426,6 @@ class FakeBluez:
         self.advert_log.append((asyncio.get_running_loop().time(), p.address))
         p.advertising = True
 
-    def forget(self, p: Peripheral) -> None:
-        """BlueZ drops a temporary device some time after discovery stops."""
-        dev = self.device(p)
-        self.remove_device(dev.path)
-
     def remove_device(self, path: str) -> None:
         if path in self.exported and self.bus is not None:
             self.bus.unexport(path)
