@@ -196,14 +196,19 @@ class GenericBand(_Strict):
         )
 
 
-# Each profile: the rates it accepts, its default, and the sensor kinds it can deliver.
-BLE_PROFILES: dict[str, tuple[tuple[int, ...], int, tuple[str, ...]]] = {
-    "movesense": ((13, 26, 52, 104, 208), 104, ("imu6", "acc3")),
-    "polar": ((25, 26, 50, 52, 100, 104, 200, 208, 416), 52, ("acc3", "imu6")),
-    "thingy52": (tuple(range(5, 201)), 100, ("imu6",)),
-    "witmotion": ((10, 20, 50, 100, 200), 100, ("imu6",)),
-    "myo": ((50, 200), 200, ("emg", "imu6")),  # raw EMG at 200 Hz, or its IMU at 50 Hz
-    "generic": (tuple(range(1, 4001)), 100, ("imu6", "acc3", "emg")),
+_MOVESENSE_HZ = (13, 26, 52, 104, 208)
+_POLAR_HZ = (25, 26, 50, 52, 100, 104, 200, 208, 416)  # H10 and Verity Sense together
+_ANY_HZ = tuple(range(1, 4001))
+
+# Each profile: the sensor kinds it delivers (the first is its default), and for each the
+# rates it accepts and the rate used when the config gives none.
+BLE_PROFILES: dict[str, dict[str, tuple[tuple[int, ...], int]]] = {
+    "movesense": {"imu6": (_MOVESENSE_HZ, 104), "acc3": (_MOVESENSE_HZ, 104)},
+    "polar": {"acc3": (_POLAR_HZ, 100), "imu6": (_POLAR_HZ, 52)},  # H10 / Verity Sense
+    "thingy52": {"imu6": (tuple(range(5, 201)), 100)},
+    "witmotion": {"imu6": ((10, 20, 50, 100, 200), 100)},
+    "myo": {"emg": ((200,), 200), "imu6": ((50,), 50)},  # raw EMG, or its IMU
+    "generic": {kind: (_ANY_HZ, 100) for kind in ("imu6", "acc3", "emg")},
 }
 
 
@@ -222,11 +227,10 @@ class BleSource(_Strict):
     def _target(self) -> BleSource:
         if (self.address is None) == (self.name is None):
             raise ValueError("give the band's address or its advertised name (one of them)")
-        rates, _, sensors = BLE_PROFILES[self.profile]
-        if self.rate_hz is not None and self.rate_hz not in rates:
-            shown = f"{rates[0]}..{rates[-1]}" if len(rates) > 20 else ", ".join(map(str, rates))
+        sensors = BLE_PROFILES[self.profile]
+        if self.sensor is not None and self.sensor not in sensors:
             raise ValueError(
-                f"rate_hz {self.rate_hz} is not one the {self.profile} profile offers ({shown})"
+                f"the {self.profile} profile delivers {' or '.join(sensors)}, not {self.sensor}"
             )
         if self.profile == "generic":
             if self.generic is None:
@@ -235,12 +239,13 @@ class BleSource(_Strict):
                 raise ValueError('profile "generic" needs rate_hz (the band\'s sample rate)')
         elif self.generic is not None:
             raise ValueError(f'a generic table is only for profile "generic", not {self.profile!r}')
-        myo_rate = 50 if self.sensor_kind == "imu6" else 200
-        if self.profile == "myo" and self.rate_hz not in (None, myo_rate):
-            raise ValueError("the Myo streams EMG at 200 Hz and its IMU at 50 Hz")
-        if self.sensor is not None and self.sensor not in sensors:
+        rates = sensors[self.sensor_kind][0]
+        if self.rate_hz is not None and self.rate_hz not in rates:
+            shown = f"{rates[0]}..{rates[-1]}" if len(rates) > 20 else ", ".join(map(str, rates))
+            which = f" for {self.sensor_kind}" if len({r for r, _ in sensors.values()}) > 1 else ""
             raise ValueError(
-                f"the {self.profile} profile delivers {' or '.join(sensors)}, not {self.sensor}"
+                f"rate_hz {self.rate_hz} is not one the {self.profile} profile offers{which}"
+                f" ({shown})"
             )
         return self
 
@@ -248,17 +253,13 @@ class BleSource(_Strict):
     def rate(self) -> int:
         if self.rate_hz is not None:
             return self.rate_hz
-        if self.profile == "polar" and self.sensor_kind == "acc3":
-            return 100  # H10: 25/50/100/200 Hz
-        if self.profile == "myo" and self.sensor_kind == "imu6":
-            return 50
-        return BLE_PROFILES[self.profile][1]
+        return BLE_PROFILES[self.profile][self.sensor_kind][1]
 
     @property
     def sensor_kind(self) -> str:
         if self.generic is not None:
             return self.generic.sensor
-        return self.sensor or BLE_PROFILES[self.profile][2][0]
+        return self.sensor or next(iter(BLE_PROFILES[self.profile]))
 
 
 SourceConfig = Annotated[SimulatedSource | ReplaySource | BleSource, Field(discriminator="kind")]
