@@ -116,13 +116,8 @@ class EpisodeTracker:
         beat then belongs to the new chain, not to the broken lead-in."""
         if self.counting != "pairs" or self.sustained or len(self.chain.lobes) > 4:
             return None  # only a motion lead-in (noise, stretch, first beat) hands one on
-        if self._faded():
-            return None
         prev = self.chain.lobes[-1]
-        half = lobe.start_pos - prev.start_pos
-        if prev.sign == lobe.sign or not 0.25 * self.min_period <= half <= 0.8 * self.max_period:
-            return None
-        return prev
+        return prev if self._half_cycle(prev, lobe) else None
 
     def closed(self, lobe: Lobe) -> list[EpisodeEvent]:
         """A lobe is complete and its size known: count the contractions so far."""
@@ -150,13 +145,14 @@ class EpisodeTracker:
 
     # -- chain rules ---------------------------------------------------------------------
 
+    def _half_cycle(self, prev: Lobe, lobe: Lobe) -> bool:
+        """`lobe` is the opposite half-cycle to `prev`, a plausible half-period later."""
+        half = lobe.start_pos - prev.start_pos
+        return lobe.sign != prev.sign and 0.25 * self.min_period <= half <= 0.8 * self.max_period
+
     def _continues(self, lobe: Lobe) -> bool:
         lobes = self.chain.lobes
-        prev = lobes[-1]
-        if lobe.sign == prev.sign:
-            return False
-        half = lobe.start_pos - prev.start_pos
-        if not 0.25 * self.min_period <= half <= 0.8 * self.max_period:
+        if not self._half_cycle(lobes[-1], lobe):
             return False
         if len(lobes) >= 2:
             period = lobe.start_pos - lobes[-2].start_pos
