@@ -14,9 +14,15 @@ A detector change should not lower these. Synthetic data, not patients.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 
-from daemon.simulation import Episode, SimulatedBand
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from synth import clonus_gyro  # type: ignore[import-not-found]
+
 from dsp import ClonusDetector, site_params
 
 FREQS = (4.0, 5.5, 7.0, 8.5)
@@ -27,10 +33,7 @@ STRETCHES = (0.0, 0.5, 1.5, 3.0)
 
 def decide(beats: int, freq: float, fs: float, stretch: float, seed: int) -> tuple[bool, bool]:
     """(decided right, end count within one beat or no end expected)."""
-    band = SimulatedBand("imu6", fs, amplitude=60.0, noise=2.0, seed=seed)
-    ep = Episode.make(3.0, beats, freq, stretch, seed)
-    band.add(ep)
-    t, x = band.next_chunk(int((ep.end_s + 3.0) * fs))
+    t, x, bt = clonus_gyro(beats, freq=freq, fs=fs, stretch=stretch, seed=seed)
     det = ClonusDetector("imu6", site_params("ankle"), fs)
     events = []
     for s in range(0, t.size, 8):
@@ -38,7 +41,6 @@ def decide(beats: int, freq: float, fs: float, stretch: float, seed: int) -> tup
     events += det.flush()
     onsets = [e.t for e in events if e.event == "clonus.onset"]
     ends = [e.beats for e in events if e.event == "clonus.end"]
-    bt = ep.beat_times
     if beats <= 5:
         return not onsets, True
     right = len(onsets) == 1 and bt[5] <= onsets[0] <= bt[-1] + 1.0 / freq
