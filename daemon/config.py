@@ -82,6 +82,7 @@ class DetectorOverrides(_Strict):
     threshold_beats: int | None = Field(None, ge=1, le=50)
     band_hz: tuple[float, float] | None = None
     rate_hz: tuple[float, float] | None = None
+    min_harmonic_ratio: float | None = Field(None, ge=0, le=1)
 
     @field_validator("band_hz", "rate_hz")
     @classmethod

@@ -21,6 +21,7 @@ from dsp.frontends import EmgFrontEnd, MotionFrontEnd
 from dsp.lobes import LobeTracker
 from dsp.ringbuffer import RingBuffer
 from dsp.sites import SENSORS, SiteParams
+from dsp.waveform import harmonic_ratio
 
 CHANNELS = {"imu6": 6, "acc3": 3}
 
@@ -91,9 +92,12 @@ class ClonusDetector:
             unit,
             to_time=self._time_of,
             polarity="size" if sensor == "acc3" else "rise",
+            shape=self._harmonics if sensor != "emg" else None,
         )
         # Beat-stage sample times, for reporting; long enough for a long episode.
         self._times = RingBuffer(round(900 * beat_fs), 1)
+        # Raw motion at beat-stage positions, for the cycle shape (4 cycles at 3 Hz fit).
+        self._raw = RingBuffer(round(3.0 * beat_fs), 3)
         self._hop_rms = RingBuffer(100, 1)  # 10 s of quiet-signal hop RMS
         self._pos = 0  # beat-stage samples produced
         self._hop_fill = 0
@@ -176,7 +180,8 @@ class ClonusDetector:
         if t.size == 0:
             return []
         # IMU6 counts on the gyroscope: free of gravity, and closer to clinical ratings.
-        fe = self.frontend.process(x[:, 3:6] if self.sensor == "imu6" else x)
+        motion = x[:, 3:6] if self.sensor == "imu6" else x
+        fe = self.frontend.process(motion)
         n = fe.osc.size
         if n == 0:
             return []
@@ -187,6 +192,8 @@ class ClonusDetector:
             take = min(self.hop - self._hop_fill, n - start)
             y = fe.osc[start : start + take]
             pos = np.arange(self._pos, self._pos + take)
+            if self.sensor != "emg":
+                self._raw.push(motion[start : start + take])
             for lobe, started in self.lobes.process(pos, y, self._threshold):
                 if started:
                     events += self.episodes.started(lobe)
@@ -211,6 +218,17 @@ class ClonusDetector:
         self.episodes.noise_level = sigma
         self._threshold = max(
             self.noise_k * sigma, self.floor_fraction * self.amplitude_floor, 1e-12
+        )
+
+    def _harmonics(self, end_pos: int, period: float) -> float:
+        """Cycle shape of the last four cycles up to beat-stage position `end_pos`."""
+        first = end_pos - round(4 * period) + 1
+        rows = self._raw.latest(self._raw.total - first)
+        return harmonic_ratio(
+            rows[: end_pos - first + 1],
+            self.beat_fs,
+            self.beat_fs / period,
+            derivative=self.sensor == "acc3",  # tangential acceleration of the swing
         )
 
     def _time_of(self, pos: int) -> float:

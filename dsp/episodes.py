@@ -27,6 +27,7 @@ class _Chain:
     lobes: list[Lobe] = field(default_factory=list)
     episode: int | None = None  # set once declared sustained
     last_update_pos: int = 0
+    harmonics: float | None = None  # cycle shape (dsp.waveform), judged once per chain
 
 
 class EpisodeTracker:
@@ -58,6 +59,7 @@ class EpisodeTracker:
         rearm_s: float = 1.0,
         stretch_gap_ratio: float = 0.65,
         polarity: Literal["rise", "size"] = "rise",
+        shape: Callable[[int, float], float] | None = None,
     ) -> None:
         self.p = params
         self.fs = fs
@@ -78,6 +80,7 @@ class EpisodeTracker:
         self.fade_ratio = fade_ratio
         self.stretch_gap_ratio = stretch_gap_ratio
         self.polarity = polarity
+        self.shape = shape
         self.min_period = fs / params.rate_hz[1]
         self.max_period = fs / params.rate_hz[0]
         self.chain = _Chain()
@@ -285,7 +288,7 @@ class EpisodeTracker:
             # oscillation (tremor, or the rest of an episode already reported), not a
             # new clonus: that starts from rest or from a stretch.
             return []
-        if not self._looks_like_clonus(core):
+        if not self._looks_like_clonus(core) or not self._clonic_shape(core, pos):
             return []
         self.chain.episode = self._next_episode
         self._next_episode += 1
@@ -300,6 +303,17 @@ class EpisodeTracker:
         if not self.p.rate_hz[0] <= rate <= self.p.rate_hz[1]:
             return False
         return self._amplitude(core) >= self.amplitude_floor
+
+    def _clonic_shape(self, core: list[Lobe], pos: int) -> bool:
+        """The cycles are not a clean sine (motion only; see `dsp.waveform`).
+
+        Judged once, when the chain first reaches the count: re-judging a figure at every
+        lobe would let a long sine through on a chance fluctuation."""
+        if self.shape is None:
+            return True
+        if self.chain.harmonics is None:
+            self.chain.harmonics = self.shape(pos, float(np.median(self._periods(core))))
+        return self.chain.harmonics >= self.p.min_harmonic_ratio
 
     # -- figures -------------------------------------------------------------------------
 
@@ -327,6 +341,8 @@ class EpisodeTracker:
         snr = amp / self.noise_level if self.noise_level > 0 else 10.0
         confidence = regularity * float(np.clip((snr - 2.0) / 8.0, 0.0, 1.0))
         payload: dict[str, object] = {"scats_clonus": scats_class(duration)}
+        if self.chain.harmonics is not None:
+            payload["harmonic_ratio"] = round(self.chain.harmonics, 4)
         payload.update(extra)
         return EpisodeEvent(
             event=kind,  # type: ignore[arg-type]

@@ -30,6 +30,11 @@ class SiteParams:
     min_amplitude: dict[str, float] = field(default_factory=dict)
     threshold_beats: int = 5  # "more than five contractions in a row is sustained"
     regularity_tolerance: float = 0.35  # |IBI - median| / median accepted for a new beat
+    # Motion only: a chain whose cycle is a cleaner sine than this (harmonic power over
+    # fundamental, see dsp.waveform) is not alarmed. A 45/55 clonic cycle measures
+    # 0.01-0.02 or more; a clean sine (vibration, the evenest tremor or tapping) under
+    # 0.005. 0 turns the check off.
+    min_harmonic_ratio: float = 0.003
 
     def with_overrides(self, **changes: object) -> SiteParams:
         """A copy with some fields replaced (config overrides)."""

@@ -44,6 +44,10 @@ def test_shipped_configs_are_valid(name: str) -> None:
             GOOD + "\n[sensors.detector]\nthreshold_beats = 0\n",
             "sensors.0.detector.threshold_beats: Input should be greater than or equal to 1",
         ),
+        (
+            GOOD + "\n[sensors.detector]\nmin_harmonic_ratio = -0.1\n",
+            "sensors.0.detector.min_harmonic_ratio: Input should be greater than or equal to 0",
+        ),
         (GOOD.replace("[mqtt]", "[mqtt]\nport = 70000"), "mqtt.port: Input should be less"),
         (
             GOOD.replace('kind = "simulated"', 'kind = "zigbee"'),
@@ -136,6 +140,8 @@ def test_secrets_never_print(tmp_path: Path) -> None:
 def test_missing_file_and_detector_overrides(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "nope.toml")
-    cfg = parse_config(GOOD + "\n[sensors.detector]\nthreshold_beats = 3\nband_hz = [3.0, 9.0]\n")
+    overrides = "threshold_beats = 3\nband_hz = [3.0, 9.0]\nmin_harmonic_ratio = 0\n"
+    cfg = parse_config(GOOD + "\n[sensors.detector]\n" + overrides)
     params = cfg.sensors[0].site_params()
     assert params.threshold_beats == 3 and params.band_hz == (3.0, 9.0)
+    assert params.min_harmonic_ratio == 0.0

@@ -197,21 +197,37 @@ def confounder_alarms(dev_dir: Path) -> dict[str, int]:
     return _alarms_by_confounder(dev_dir)
 
 
-@pytest.mark.parametrize("kind", ["walking", "impact", "tonic"])
-def test_no_alarm_on_walking_knocks_or_tonic_contraction(
+@pytest.mark.parametrize("kind", ["walking", "impact", "tonic", "tapping", "vibration"])
+def test_no_alarm_on_walking_knocks_tonic_contraction_tapping_or_vibration(
     confounder_alarms: dict[str, int], kind: str
 ) -> None:
     assert kind in confounder_alarms
     assert confounder_alarms[kind] == 0
 
 
-@pytest.mark.parametrize(("kind", "known"), [("tremor", 6), ("tapping", 3), ("vibration", 1)])
-def test_rhythmic_confounders_stay_at_or_below_measured_level(
-    confounder_alarms: dict[str, int], kind: str, known: int
-) -> None:
-    """Known limitation: same-band rhythm (tremor, tapping) is not fully separable from
-    spontaneous clonus by rhythm alone; this guards the measured level from getting worse."""
-    assert confounder_alarms[kind] <= known
+def test_tremor_alarms_stay_at_or_below_measured_level(confounder_alarms: dict[str, int]) -> None:
+    """Known limitation: tremor with an uneven swing (and EMG tremor) is not separable
+    from spontaneous clonus by rhythm and shape alone; this guards the measured level
+    (3 of 9 tremor spells) from getting worse."""
+    assert confounder_alarms["tremor"] <= 3
+
+
+def test_an_even_sine_swing_is_not_clonus_but_the_same_rhythm_with_a_quick_phase_is() -> None:
+    """Same rate, size and mounting; only the shape of the cycle differs. A clean sine is
+    refused unless the shape check is turned off."""
+    fs, freq, amp = 200.0, 5.5, 60.0
+    t, clonus, _ = clonus_gyro(20, freq=freq, fs=fs, amp=amp, stretch=0.0, seed=3)
+    rng = np.random.default_rng(3)
+    on = (t >= 3.0) & (t < 3.0 + 20 / freq)
+    swing = np.where(on, amp * np.sin(2 * np.pi * freq * (t - 3.0)), 0.0)
+    sine = clonus.copy()
+    sine[:, 3:6] = np.outer(swing, [0.8, 0.5, 0.33]) + rng.normal(0, 2.0, (t.size, 3))
+    ankle = site_params("ankle")
+    (onset,) = _onsets(_run(ClonusDetector("imu6", ankle, fs), t, clonus))
+    assert onset.extra["harmonic_ratio"] >= ankle.min_harmonic_ratio
+    assert not _onsets(_run(ClonusDetector("imu6", ankle, fs), t, sine))
+    off = ankle.with_overrides(min_harmonic_ratio=0.0)
+    assert len(_onsets(_run(ClonusDetector("imu6", off, fs), t, sine))) == 1
 
 
 # -- gaps and NaNs -------------------------------------------------------------------------

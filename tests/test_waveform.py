@@ -1,0 +1,64 @@
+"""The cycle-shape measure: a clean sine against the uneven swing of clonus."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from daemon.simulation import Episode
+from dsp import site_params
+from dsp.waveform import harmonic_ratio
+
+FS = 200.0
+THRESHOLD = site_params("ankle").min_harmonic_ratio
+
+
+def _clonic_velocity(freq: float, fs: float = FS, beats: int = 8) -> np.ndarray:
+    """A 45 % quick phase and a 55 % return (the daemon's simulated band), 4 cycles."""
+    ep = Episode.make(0.0, beats, freq, stretch=0.0, seed=1)
+    t = np.arange(round(ep.end_s * fs)) / fs
+    w = ep.velocity(t)
+    return w[-round(4 * fs / freq) :]
+
+
+@pytest.mark.parametrize("freq", [4.0, 5.5, 7.0, 8.5])
+def test_a_sine_scores_near_zero_and_a_clonic_cycle_above_the_threshold(freq: float) -> None:
+    n = round(4 * FS / freq)
+    t = np.arange(n) / FS
+    sine = 50.0 * np.sin(2 * np.pi * freq * t + 0.3) + 3.0 + 2.0 * t  # offset, drift
+    assert harmonic_ratio(sine, FS, freq) < THRESHOLD / 10
+    clonic = 50.0 * _clonic_velocity(freq)
+    assert harmonic_ratio(clonic, FS, freq) > 2 * THRESHOLD
+
+
+def test_the_rate_estimate_may_be_a_few_per_cent_off() -> None:
+    clonic = _clonic_velocity(6.0)
+    exact = harmonic_ratio(clonic, FS, 6.0)
+    for guess in (5.6, 6.4):
+        assert harmonic_ratio(clonic, FS, guess) == pytest.approx(exact, rel=0.3)
+
+
+def test_the_measure_does_not_depend_on_orientation() -> None:
+    w = _clonic_velocity(5.5)
+    limb = np.column_stack([w, 0.2 * w, np.zeros_like(w)])
+    ratios = [
+        harmonic_ratio(Rotation.random(random_state=seed).apply(limb), FS, 5.5) for seed in range(4)
+    ]
+    assert max(ratios) == pytest.approx(min(ratios), rel=1e-6)
+
+
+def test_an_accelerometer_sees_the_swing_differentiated_and_is_weighted_back() -> None:
+    w = _clonic_velocity(5.5)
+    acc = np.gradient(w, 1.0 / FS)
+    velocity_shape = harmonic_ratio(w, FS, 5.5)
+    assert harmonic_ratio(acc, FS, 5.5) > 3 * velocity_shape  # harmonics amplified k^2
+    assert harmonic_ratio(acc, FS, 5.5, derivative=True) == pytest.approx(velocity_shape, rel=0.2)
+
+
+def test_no_judgement_without_a_harmonic_well_inside_the_band() -> None:
+    """At 52 Hz a band's own output filter shapes anything above 13 Hz: an 8.5 Hz cycle's
+    harmonics cannot be judged, so the measure declines (inf) rather than call it a sine."""
+    assert harmonic_ratio(_clonic_velocity(8.5, fs=52.0), 52.0, 8.5) == float("inf")
+    assert harmonic_ratio(np.zeros(5), FS, 5.0) == float("inf")
+    assert harmonic_ratio(np.zeros(100), FS, 5.0) == float("inf")  # no fundamental
