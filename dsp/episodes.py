@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Literal
 
 import numpy as np
@@ -60,6 +61,7 @@ class EpisodeTracker:
         stretch_gap_ratio: float = 0.65,
         polarity: Literal["rise", "size"] = "rise",
         shape: Callable[[int, float], float] | None = None,
+        carry_max: int = 4,
     ) -> None:
         self.p = params
         self.fs = fs
@@ -81,6 +83,7 @@ class EpisodeTracker:
         self.stretch_gap_ratio = stretch_gap_ratio
         self.polarity = polarity
         self.shape = shape
+        self.carry_max = carry_max
         self.min_period = fs / params.rate_hz[1]
         self.max_period = fs / params.rate_hz[0]
         self.chain = _Chain()
@@ -106,21 +109,38 @@ class EpisodeTracker:
         if self.chain.lobes and (not self._continues(lobe) or self._faded()):
             carry = self._carried_over(lobe)
             events += self._finish(lobe.start_pos)
-            if carry is not None:
-                self.chain.lobes.append(carry)
+            self.chain.lobes.extend(carry)
         self.chain.lobes.append(lobe)
         return events
 
-    def _carried_over(self, lobe: Lobe) -> Lobe | None:
-        """The lobe just before a break, when it can open the next chain with `lobe`.
+    def _carried_over(self, lobe: Lobe) -> list[Lobe]:
+        """The last lobes before a break that make a regular rhythm with `lobe`.
 
-        In motion, the stretch is a quick pulse, and with the first beat it makes a
-        "cycle" too short for the rhythm, which breaks the chain between them. The first
-        beat then belongs to the new chain, not to the broken lead-in."""
-        if self.counting != "pairs" or self.sustained or len(self.chain.lobes) > 4:
-            return None  # only a motion lead-in (noise, stretch, first beat) hands one on
-        prev = self.chain.lobes[-1]
-        return prev if self._half_cycle(prev, lobe) else None
+        In motion, the stretch and the lead-in to clonus are quick, uneven pulses, and
+        with the first beats they make "cycles" too short for the rhythm, which breaks
+        the chain. The beats after those pulses belong to the new chain, not to the
+        broken lead-in: the longest run of them that `lobe` regularly continues is
+        handed on. Only a short chain that never became an episode hands any on."""
+        lobes = self.chain.lobes
+        if self.counting != "pairs" or self.sustained or len(lobes) > 2 * self.p.threshold_beats:
+            return []
+        for n in range(min(len(lobes), self.carry_max), 0, -1):
+            if self._regular([*lobes[-n:], lobe]):
+                return lobes[-n:]
+        return []
+
+    def _regular(self, run: list[Lobe]) -> bool:
+        """Alternating half-cycles whose same-sign periods are in the rate range and
+        within the regularity tolerance of their median."""
+        if not all(self._half_cycle(a, b) for a, b in pairwise(run)):
+            return False
+        periods = self._periods(run)
+        if periods.size == 0:
+            return True
+        if np.any(periods < 0.8 * self.min_period) or np.any(periods > 1.2 * self.max_period):
+            return False
+        ref = float(np.median(periods))
+        return bool(np.all(np.abs(periods - ref) <= self.p.regularity_tolerance * ref))
 
     def closed(self, lobe: Lobe) -> list[EpisodeEvent]:
         """A lobe is complete and its size known: count the contractions so far."""

@@ -142,6 +142,22 @@ def test_a_quick_stretch_does_not_cut_the_first_beat_off_a_six_beat_episode(
     assert lab["beat_times_s"][5] <= onset.t <= lab["end_s"]
 
 
+def test_beats_after_an_uneven_lead_in_carry_over_when_the_rhythm_breaks(
+    dev_dir: Path,
+) -> None:
+    """A 52 Hz accelerometer: the stretch and first beat come as quick pulses, and the
+    chain breaks after the second beat. The beats since the last uneven pulse open the
+    new chain; dropping them put the alarm after the end of this 7-beat episode."""
+    rec = load_recording(dev_dir / "imu-ankle-008.csv")
+    lab = next(lab for lab in rec.meta["labels"] if abs(lab["onset_s"] - 121.7) < 0.2)
+    assert lab["beats"] == 7
+    t, x = _slice(rec, lab["onset_s"] - 3.0, lab["end_s"] + 2.0)
+    events = _run(make_detector(rec), t, x)
+    (onset,) = _onsets(events)
+    assert lab["beat_times_s"][5] <= onset.t <= lab["end_s"]
+    assert abs(events[-1].beats - lab["beats"]) <= 1
+
+
 def test_a_long_episode_that_stumbles_raises_one_alarm(dev_dir: Path) -> None:
     """45 beats with a few malformed cycles: the rhythm breaks and re-forms without a
     rest, which is the same episode going on, not a new onset."""
