@@ -21,6 +21,7 @@ import numpy as np
 from dsp.events import EpisodeEvent, scats_class
 from dsp.lobes import Lobe
 from dsp.sites import SiteParams
+from dsp.stats import median
 
 
 @dataclass
@@ -139,7 +140,7 @@ class EpisodeTracker:
             return True
         if np.any(periods < 0.8 * self.min_period) or np.any(periods > 1.2 * self.max_period):
             return False
-        ref = float(np.median(periods))
+        ref = median(periods)
         return bool(np.all(np.abs(periods - ref) <= self.p.regularity_tolerance * ref))
 
     def closed(self, lobe: Lobe) -> list[EpisodeEvent]:
@@ -154,7 +155,7 @@ class EpisodeTracker:
         if not lobes:
             return []
         periods = self._periods(self._core())
-        limit = max(2.0 * float(np.median(periods)) if periods.size else 0.0, self.max_period)
+        limit = max(2.0 * median(periods) if periods.size else 0.0, self.max_period)
         if pos - lobes[-1].start_pos > 1.25 * limit:
             return self._finish(pos)
         if self.sustained and pos - self.chain.last_update_pos >= self.update_interval:
@@ -183,7 +184,7 @@ class EpisodeTracker:
                 return False
             periods = self._periods(self._core())
             if periods.size >= 3:
-                ref = float(np.median(periods[-4:]))
+                ref = median(periods[-4:])
                 if abs(period - ref) > self.p.regularity_tolerance * ref:
                     return False
         return True
@@ -196,7 +197,7 @@ class EpisodeTracker:
         amps = self._closed_amps()
         if amps.size < 6:
             return False
-        ref = float(np.median(amps[:-2]))
+        ref = median(amps[:-2])
         return bool(amps[-1] < self.fade_ratio * ref and amps[-2] < self.fade_ratio * ref)
 
     @staticmethod
@@ -219,7 +220,7 @@ class EpisodeTracker:
         closed = [i for i, lb in enumerate(lobes) if lb.closed]
         if len(closed) < 3:
             return list(lobes)
-        ref = float(np.median(amps[closed]))
+        ref = median(amps[closed])
         lo, hi = self.lead_ratio * ref, self.trigger_ratio * ref
         start = 0
         while (
@@ -251,7 +252,7 @@ class EpisodeTracker:
         periods = self._periods(lobes)
         if periods.size < 4:
             return []
-        limit = self.stretch_gap_ratio * float(np.median(periods))
+        limit = self.stretch_gap_ratio * median(periods)
         return [
             i
             for i in range(min(4, len(lobes) - 2))
@@ -278,7 +279,7 @@ class EpisodeTracker:
             and lobes[first - 1].closed
             and first - 1 not in self._stretches()
         ):
-            ref = float(np.median(np.abs([lb.peak for lb in known])))
+            ref = median(np.abs([lb.peak for lb in known]))
             if abs(lobes[first - 1].peak) >= self.first_beat_ratio * ref:
                 beats.insert(0, lobes[first - 1])
         return beats
@@ -287,11 +288,11 @@ class EpisodeTracker:
         if self.polarity == "size":
             amp = {s: [abs(lb.peak) for lb in known if lb.sign == s] for s in (1, -1)}
             if amp[1] and amp[-1]:
-                return 1 if np.median(amp[1]) >= np.median(amp[-1]) else -1
+                return 1 if median(amp[1]) >= median(amp[-1]) else -1
             return known[0].sign
         rise = {s: [lb.peak_pos - lb.start_pos for lb in known if lb.sign == s] for s in (1, -1)}
         if rise[1] and rise[-1]:
-            med = {s: float(np.median(r)) for s, r in rise.items()}
+            med = {s: median(r) for s, r in rise.items()}
             if med[1] != med[-1]:
                 return 1 if med[1] < med[-1] else -1
         return known[0].sign
@@ -319,7 +320,7 @@ class EpisodeTracker:
         periods = self._periods(core)
         if periods.size < 2:
             return False
-        rate = self.fs / float(np.median(periods))
+        rate = self.fs / median(periods)
         if not self.p.rate_hz[0] <= rate <= self.p.rate_hz[1]:
             return False
         return self._amplitude(core) >= self.amplitude_floor
@@ -332,7 +333,7 @@ class EpisodeTracker:
         if self.shape is None:
             return True
         if self.chain.harmonics is None:
-            self.chain.harmonics = self.shape(pos, float(np.median(self._periods(core))))
+            self.chain.harmonics = self.shape(pos, median(self._periods(core)))
         return self.chain.harmonics >= self.p.min_harmonic_ratio
 
     # -- figures -------------------------------------------------------------------------
@@ -340,7 +341,7 @@ class EpisodeTracker:
     @staticmethod
     def _amplitude(core: list[Lobe]) -> float:
         amps = np.abs([lb.peak for lb in core if lb.closed])
-        return float(np.median(amps)) if amps.size else 0.0
+        return median(amps) if amps.size else 0.0
 
     def _event(self, kind: str, pos: int, **extra: object) -> EpisodeEvent:
         # The chain does not change while one event is built: find its core once.

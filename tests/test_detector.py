@@ -333,3 +333,19 @@ def test_unknown_sensor_is_a_clear_error() -> None:
         ClonusDetector("ecg", site_params("ankle"), 100.0)
     with pytest.raises(ValueError, match="unknown site 'elbow'"):
         site_params("elbow")
+
+
+def test_small_calls_are_held_until_enough_arrive_and_flush_runs_them() -> None:
+    """1-sample calls cost Python overhead per call; they are run together once `hold_s`
+    worth has arrived. Nothing is lost: flush and force_end_now run what is held."""
+    fs = 200.0
+    det = ClonusDetector("imu6", site_params("ankle"), fs)
+    hold = round(det.hold_s * fs)
+    x = np.zeros((hold - 1, 6))
+    assert det.process(np.arange(hold - 1) / fs, x) == []
+    assert det.stats.samples == 0
+    det.force_end_now("link_lost")
+    assert det.stats.samples == hold - 1
+    det.process(np.array([1.0]), np.zeros((1, 6)))
+    det.flush()
+    assert det.stats.samples == hold
