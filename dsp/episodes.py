@@ -363,7 +363,9 @@ class EpisodeTracker:
         confidence = regularity * float(np.clip((snr - 2.0) / 8.0, 0.0, 1.0))
         payload: dict[str, object] = {"scats_clonus": scats_class(duration)}
         if self.chain.harmonics is not None:
-            payload["harmonic_ratio"] = round(self.chain.harmonics, 4)
+            # None: no harmonic inside the band's recorded range, so the shape was not judged.
+            h = self.chain.harmonics
+            payload["harmonic_ratio"] = round(h, 4) if np.isfinite(h) else None
         payload.update(extra)
         return EpisodeEvent(
             event=kind,  # type: ignore[arg-type]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
+from synth import clonus_gyro
 
 from daemon.simulation import Episode
-from dsp import site_params
+from dsp import ClonusDetector, site_params
 from dsp.waveform import harmonic_ratio
 
 FS = 200.0
@@ -62,3 +65,15 @@ def test_no_judgement_without_a_harmonic_well_inside_the_band() -> None:
     assert harmonic_ratio(_clonic_velocity(8.5, fs=52.0), 52.0, 8.5) == float("inf")
     assert harmonic_ratio(np.zeros(5), FS, 5.0) == float("inf")
     assert harmonic_ratio(np.zeros(100), FS, 5.0) == float("inf")  # no fundamental
+
+
+def test_an_unjudged_shape_is_reported_as_null_in_strict_json() -> None:
+    """8.5 Hz clonus on a 52 Hz band: no harmonic below fs/4, so the shape is not judged,
+    the episode still alarms, and the payload stays valid JSON (no Infinity)."""
+    t, x, beat_t = clonus_gyro(12, freq=8.5, fs=52.0, stretch=0.0, seed=2)
+    det = ClonusDetector("imu6", site_params("ankle"), 52.0)
+    events = det.process(t, x) + det.flush()
+    (onset,) = [e for e in events if e.event == "clonus.onset"]
+    assert onset.t >= beat_t[5]
+    payload = json.loads(json.dumps(onset.to_dict(), allow_nan=False))
+    assert payload["harmonic_ratio"] is None
