@@ -63,6 +63,7 @@ class EpisodeTracker:
         polarity: Literal["rise", "size"] = "rise",
         shape: Callable[[int, float], float] | None = None,
         carry_max: int = 4,
+        wiggle_ratio: float = 0.25,
     ) -> None:
         self.p = params
         self.fs = fs
@@ -85,6 +86,7 @@ class EpisodeTracker:
         self.polarity = polarity
         self.shape = shape
         self.carry_max = carry_max
+        self.wiggle_ratio = wiggle_ratio
         self.min_period = fs / params.rate_hz[1]
         self.max_period = fs / params.rate_hz[0]
         self.chain = _Chain()
@@ -107,12 +109,36 @@ class EpisodeTracker:
     def started(self, lobe: Lobe) -> list[EpisodeEvent]:
         """A new lobe crossed the threshold: does it continue the rhythm?"""
         events: list[EpisodeEvent] = []
+        self._absorb_wiggle(lobe)
         if self.chain.lobes and (not self._continues(lobe) or self._faded()):
             carry = self._carried_over(lobe)
             events += self._finish(lobe.start_pos)
             self.chain.lobes.extend(carry)
         self.chain.lobes.append(lobe)
         return events
+
+    def _absorb_wiggle(self, lobe: Lobe) -> None:
+        """A tiny opposite lobe inside a half-cycle is a wiggle, not a half-cycle.
+
+        An accelerometer sees a cycle's harmonics amplified, and at slow rates the 2nd
+        harmonic lies inside the band-pass: one half-cycle can then dip across zero and
+        come back. When `lobe` resumes the sign of the lobe before such a dip, the two are
+        one half-cycle and the dip is dropped."""
+        lobes = self.chain.lobes
+        if self.polarity != "size" or len(lobes) < 3:
+            return  # accelerometer motion only: a gyroscope's harmonics are not amplified
+        before, dip = lobes[-2], lobes[-1]
+        if not (dip.closed and before.closed and before.sign == lobe.sign != dip.sign):
+            return
+        ref = median(np.abs([lb.peak for lb in lobes[:-1] if lb.closed]))
+        if abs(dip.peak) >= self.wiggle_ratio * ref:
+            return
+        if lobe.start_pos - before.start_pos > 0.8 * self.max_period:
+            return
+        del lobes[-2:]
+        lobe.start_pos = before.start_pos
+        if abs(before.peak) > abs(lobe.peak):
+            lobe.peak, lobe.peak_pos = before.peak, before.peak_pos
 
     def _carried_over(self, lobe: Lobe) -> list[Lobe]:
         """The last lobes before a break that make a regular rhythm with `lobe`.

@@ -158,6 +158,23 @@ def test_beats_after_an_uneven_lead_in_carry_over_when_the_rhythm_breaks(
     assert abs(events[-1].beats - lab["beats"]) <= 1
 
 
+def test_a_wiggle_inside_an_accelerometer_half_cycle_is_not_a_half_cycle(
+    dev_dir: Path,
+) -> None:
+    """A 4.1 Hz knee accelerometer: the amplified 2nd harmonic makes some half-cycles
+    dip across zero and back. Taken as half-cycles, the dips broke the rhythm and this
+    6-beat episode was missed."""
+    rec = load_recording(dev_dir / "imu-knee-013.csv")
+    assert rec.sensor == "acc3"
+    lab = next(lab for lab in rec.meta["labels"] if abs(lab["onset_s"] - 73.3) < 0.2)
+    assert lab["beats"] == 6
+    t, x = _slice(rec, lab["onset_s"] - 3.0, lab["end_s"] + 2.0)
+    events = _run(make_detector(rec), t, x)
+    (onset,) = _onsets(events)
+    assert lab["beat_times_s"][5] <= onset.t <= lab["end_s"]
+    assert abs(events[-1].beats - lab["beats"]) <= 1
+
+
 def test_a_long_episode_that_stumbles_raises_one_alarm(dev_dir: Path) -> None:
     """45 beats with a few malformed cycles: the rhythm breaks and re-forms without a
     rest, which is the same episode going on, not a new onset."""
