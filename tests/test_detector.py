@@ -36,6 +36,23 @@ def _onsets(events: list[EpisodeEvent]) -> list[EpisodeEvent]:
     return [e for e in events if e.event == "clonus.onset"]
 
 
+def _labelled_episode(
+    dev_dir: Path, name: str, onset_s: float
+) -> tuple[Recording, dict[str, Any], list[EpisodeEvent]]:
+    """The recording, the label of the episode starting near `onset_s`, and the events
+    of a fresh detector over the episode with 3 s before and 2 s after."""
+    rec = load_recording(dev_dir / f"{name}.csv")
+    lab = next(lab for lab in rec.meta["labels"] if abs(lab["onset_s"] - onset_s) < 0.2)
+    t, x = _slice(rec, lab["onset_s"] - 3.0, lab["end_s"] + 2.0)
+    return rec, lab, _run(make_detector(rec), t, x)
+
+
+def _assert_alarmed_in_window_and_counted(lab: dict[str, Any], events: list[EpisodeEvent]) -> None:
+    (onset,) = _onsets(events)
+    assert lab["beat_times_s"][5] <= onset.t <= lab["end_s"]
+    assert abs(events[-1].beats - lab["beats"]) <= 1
+
+
 # -- chunking ------------------------------------------------------------------------------
 
 
@@ -102,14 +119,9 @@ def test_the_stretch_that_sets_clonus_off_is_not_counted_as_a_beat(
 ) -> None:
     """A short stretch pulse right before the first beat is as large as a beat in band;
     counted, it would put the alarm one beat early (before the sixth contraction)."""
-    rec = load_recording(dev_dir / f"{name}.csv")
-    lab = next(lab for lab in rec.meta["labels"] if abs(lab["onset_s"] - onset_s) < 0.2)
+    _, lab, events = _labelled_episode(dev_dir, name, onset_s)
     assert lab["triggered"]
-    t, x = _slice(rec, lab["onset_s"] - 3.0, lab["end_s"] + 2.0)
-    events = _run(make_detector(rec), t, x)
-    (onset,) = _onsets(events)
-    assert lab["beat_times_s"][5] <= onset.t <= lab["end_s"]
-    assert abs(events[-1].beats - lab["beats"]) <= 1
+    _assert_alarmed_in_window_and_counted(lab, events)
 
 
 @pytest.mark.parametrize("onset_s", [58.4, 114.4, 130.4])
@@ -148,14 +160,9 @@ def test_beats_after_an_uneven_lead_in_carry_over_when_the_rhythm_breaks(
     """A 52 Hz accelerometer: the stretch and first beat come as quick pulses, and the
     chain breaks after the second beat. The beats since the last uneven pulse open the
     new chain; dropping them put the alarm after the end of this 7-beat episode."""
-    rec = load_recording(dev_dir / "imu-ankle-008.csv")
-    lab = next(lab for lab in rec.meta["labels"] if abs(lab["onset_s"] - 121.7) < 0.2)
+    _, lab, events = _labelled_episode(dev_dir, "imu-ankle-008", 121.7)
     assert lab["beats"] == 7
-    t, x = _slice(rec, lab["onset_s"] - 3.0, lab["end_s"] + 2.0)
-    events = _run(make_detector(rec), t, x)
-    (onset,) = _onsets(events)
-    assert lab["beat_times_s"][5] <= onset.t <= lab["end_s"]
-    assert abs(events[-1].beats - lab["beats"]) <= 1
+    _assert_alarmed_in_window_and_counted(lab, events)
 
 
 def test_a_wiggle_inside_an_accelerometer_half_cycle_is_not_a_half_cycle(
@@ -164,15 +171,9 @@ def test_a_wiggle_inside_an_accelerometer_half_cycle_is_not_a_half_cycle(
     """A 4.1 Hz knee accelerometer: the amplified 2nd harmonic makes some half-cycles
     dip across zero and back. Taken as half-cycles, the dips broke the rhythm and this
     6-beat episode was missed."""
-    rec = load_recording(dev_dir / "imu-knee-013.csv")
-    assert rec.sensor == "acc3"
-    lab = next(lab for lab in rec.meta["labels"] if abs(lab["onset_s"] - 73.3) < 0.2)
-    assert lab["beats"] == 6
-    t, x = _slice(rec, lab["onset_s"] - 3.0, lab["end_s"] + 2.0)
-    events = _run(make_detector(rec), t, x)
-    (onset,) = _onsets(events)
-    assert lab["beat_times_s"][5] <= onset.t <= lab["end_s"]
-    assert abs(events[-1].beats - lab["beats"]) <= 1
+    rec, lab, events = _labelled_episode(dev_dir, "imu-knee-013", 73.3)
+    assert rec.sensor == "acc3" and lab["beats"] == 6
+    _assert_alarmed_in_window_and_counted(lab, events)
 
 
 def test_a_long_episode_that_stumbles_raises_one_alarm(dev_dir: Path) -> None:
