@@ -1,6 +1,6 @@
 """A second opinion beside the dev set: the detector on the daemon's own simulated band.
 
-    python benchmarks/simulated.py
+    python benchmarks/simulated.py [imu6|acc3]
 
 The dev recordings come from one generator; tuning on them alone can fit that generator
 instead of clonus. `daemon.simulation` is a separate model built from the physiology
@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from synth import clonus_gyro  # type: ignore[import-not-found]
+from synth import clonus_band  # type: ignore[import-not-found]
 
 from dsp import ClonusDetector, site_params
 
@@ -31,10 +31,12 @@ BEATS = (4, 5, 6, 8, 12, 20)
 STRETCHES = (0.0, 0.5, 1.5, 3.0)
 
 
-def decide(beats: int, freq: float, fs: float, stretch: float, seed: int) -> tuple[bool, bool]:
+def decide(
+    beats: int, freq: float, fs: float, stretch: float, seed: int, sensor: str = "imu6"
+) -> tuple[bool, bool]:
     """(decided right, end count within one beat or no end expected)."""
-    t, x, bt = clonus_gyro(beats, freq=freq, fs=fs, stretch=stretch, seed=seed)
-    det = ClonusDetector("imu6", site_params("ankle"), fs)
+    t, x, bt = clonus_band(sensor, beats, freq=freq, fs=fs, stretch=stretch, seed=seed)
+    det = ClonusDetector(sensor, site_params("ankle"), fs)
     events = []
     for s in range(0, t.size, 8):
         events += det.process(t[s : s + 8], x[s : s + 8])
@@ -48,10 +50,12 @@ def decide(beats: int, freq: float, fs: float, stretch: float, seed: int) -> tup
 
 
 def main() -> None:
+    sensor = sys.argv[1] if len(sys.argv) > 1 else "imu6"
+    print(f"sensor {sensor}")
     print(f"{'stretch':>8}  {'decided right':>14}  {'count within 1':>15}")
     for stretch in STRETCHES:
         results = [
-            (beats, *decide(beats, freq, fs, stretch, seed + 10 * beats))
+            (beats, *decide(beats, freq, fs, stretch, seed + 10 * beats, sensor))
             for freq in FREQS
             for fs in RATES
             for beats in BEATS
