@@ -8,21 +8,6 @@ from numpy.typing import NDArray
 from daemon.simulation import Episode, SimulatedBand
 
 
-def clonus_gyro(
-    beats: int,
-    freq: float = 5.5,
-    fs: float = 200.0,
-    amp: float = 60.0,
-    noise: float = 2.0,
-    stretch: float = 2.0,
-    lead_s: float = 3.0,
-    tail_s: float = 3.0,
-    seed: int = 0,
-) -> tuple[NDArray[np.float64], NDArray[np.float64], list[float]]:
-    """(t, x imu6 columns, beat times) for one episode of `beats` contractions."""
-    return clonus_band("imu6", beats, freq, fs, amp, noise, stretch, lead_s, tail_s, seed)
-
-
 def clonus_band(
     sensor: str,
     beats: int,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from synth import clonus_gyro
+from synth import clonus_band
 
 from daemon.recording import Recording, load_recording
 from daemon.replay import make_detector
@@ -250,7 +250,7 @@ def test_an_even_sine_swing_is_not_clonus_but_the_same_rhythm_with_a_quick_phase
     """Same rate, size and mounting; only the shape of the cycle differs. A clean sine is
     refused unless the shape check is turned off."""
     fs, freq, amp = 200.0, 5.5, 60.0
-    t, clonus, _ = clonus_gyro(20, freq=freq, fs=fs, amp=amp, stretch=0.0, seed=3)
+    t, clonus, _ = clonus_band("imu6", 20, freq=freq, fs=fs, amp=amp, stretch=0.0, seed=3)
     rng = np.random.default_rng(3)
     on = (t >= 3.0) & (t < 3.0 + 20 / freq)
     swing = np.where(on, amp * np.sin(2 * np.pi * freq * (t - 3.0)), 0.0)
@@ -330,7 +330,7 @@ def test_orientation_does_not_matter(seed: int) -> None:
     """The same spontaneous 10-beat episode in four random mountings counts the same."""
     counts = []
     for mount in (seed, seed + 10):
-        t, x, beat_t = clonus_gyro(10, freq=5.5, stretch=0.0, seed=mount)
+        t, x, beat_t = clonus_band("imu6", 10, freq=5.5, stretch=0.0, seed=mount)
         events = _run(ClonusDetector("imu6", site_params("ankle"), 200.0), t, x)
         (onset,) = _onsets(events)
         assert onset.t >= beat_t[5]
@@ -339,7 +339,7 @@ def test_orientation_does_not_matter(seed: int) -> None:
 
 
 def test_few_beats_and_quiet_raise_nothing() -> None:
-    t, x, _ = clonus_gyro(3, stretch=0.0, seed=5)
+    t, x, _ = clonus_band("imu6", 3, stretch=0.0, seed=5)
     assert not _onsets(_run(ClonusDetector("imu6", site_params("ankle"), 200.0), t, x))
     quiet = np.random.default_rng(0).normal(0, 2.0, size=(4000, 6))
     ts = np.arange(4000) / 200.0

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
-from synth import clonus_gyro
+from synth import clonus_band
 
 from daemon.simulation import Episode
 from dsp import ClonusDetector, site_params
@@ -70,7 +70,7 @@ def test_no_judgement_without_a_harmonic_well_inside_the_band() -> None:
 def test_an_unjudged_shape_is_reported_as_null_in_strict_json() -> None:
     """8.5 Hz clonus on a 52 Hz band: no harmonic below fs/4, so the shape is not judged,
     the episode still alarms, and the payload stays valid JSON (no Infinity)."""
-    t, x, beat_t = clonus_gyro(12, freq=8.5, fs=52.0, stretch=0.0, seed=2)
+    t, x, beat_t = clonus_band("imu6", 12, freq=8.5, fs=52.0, stretch=0.0, seed=2)
     det = ClonusDetector("imu6", site_params("ankle"), 52.0)
     events = det.process(t, x) + det.flush()
     (onset,) = [e for e in events if e.event == "clonus.onset"]
