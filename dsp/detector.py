@@ -139,7 +139,7 @@ class ClonusDetector:
 
     def flush(self) -> list[EpisodeEvent]:
         """Run held samples and end any episode in progress (end of recording, shutdown)."""
-        return self._release() + self.episodes.force_end(self._pos, reason="stream_ended")
+        return self.force_end_now("stream_ended")
 
     def _release(self) -> list[EpisodeEvent]:
         if not self._held:

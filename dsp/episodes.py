@@ -161,13 +161,9 @@ class EpisodeTracker:
         within the regularity tolerance of their median."""
         if not all(self._half_cycle(a, b) for a, b in pairwise(run)):
             return False
-        periods = self._periods(run)
-        if periods.size == 0:
-            return True
-        if np.any(periods < 0.8 * self.min_period) or np.any(periods > 1.2 * self.max_period):
-            return False
-        ref = median(periods)
-        return bool(np.all(np.abs(periods - ref) <= self.p.regularity_tolerance * ref))
+        periods = self._periods(run).tolist()
+        ref = median(periods) if periods else None
+        return all(self._period_fits(p, ref) for p in periods)
 
     def closed(self, lobe: Lobe) -> list[EpisodeEvent]:
         """A lobe is complete and its size known: count the contractions so far."""
@@ -200,19 +196,21 @@ class EpisodeTracker:
         half = lobe.start_pos - prev.start_pos
         return lobe.sign != prev.sign and 0.25 * self.min_period <= half <= 0.8 * self.max_period
 
+    def _period_fits(self, period: float, ref: float | None) -> bool:
+        """A same-sign period in the rate range (with 20 % slack) and, given the rhythm's
+        reference period `ref`, within the site's regularity tolerance of it."""
+        if not 0.8 * self.min_period <= period <= 1.2 * self.max_period:
+            return False
+        return ref is None or abs(period - ref) <= self.p.regularity_tolerance * ref
+
     def _continues(self, lobe: Lobe) -> bool:
         lobes = self.chain.lobes
         if not self._half_cycle(lobes[-1], lobe):
             return False
         if len(lobes) >= 2:
-            period = lobe.start_pos - lobes[-2].start_pos
-            if not 0.8 * self.min_period <= period <= 1.2 * self.max_period:
-                return False
             periods = self._periods(self._core())
-            if periods.size >= 3:
-                ref = median(periods[-4:])
-                if abs(period - ref) > self.p.regularity_tolerance * ref:
-                    return False
+            ref = median(periods[-4:]) if periods.size >= 3 else None
+            return self._period_fits(lobe.start_pos - lobes[-2].start_pos, ref)
         return True
 
     def _closed_amps(self) -> np.ndarray:
