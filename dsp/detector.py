@@ -98,6 +98,8 @@ class ClonusDetector:
             to_time=self._time_of,
             polarity="size" if sensor == "acc3" else "rise",
             shape=self._harmonics if sensor != "emg" else None,
+            # Accelerometers see harmonics amplified; a gyroscope's dips are real cycles.
+            wiggle_ratio=0.25 if sensor == "acc3" else None,
         )
         # Beat-stage sample times, for reporting; long enough for a long episode.
         self._times = RingBuffer(round(900 * beat_fs), 1)

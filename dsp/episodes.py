@@ -40,7 +40,10 @@ class EpisodeTracker:
     envelope: one beat per burst). `polarity` says which half-cycle of a motion cycle is
     the contraction: "rise" (gyroscope: the quick phase rises faster) or "size"
     (accelerometer: it sees gravity and tangential acceleration, and the contraction's
-    half-cycle is the larger one).
+    half-cycle is the larger one). `shape(end_pos, period)`, given for motion, measures
+    how far the cycles before `end_pos` are from a pure sine (`dsp.waveform`).
+    `wiggle_ratio`, given for accelerometers, is the size under which a dip inside a
+    half-cycle is merged away (`_absorb_wiggle`).
     """
 
     def __init__(
@@ -63,7 +66,7 @@ class EpisodeTracker:
         polarity: Literal["rise", "size"] = "rise",
         shape: Callable[[int, float], float] | None = None,
         carry_max: int = 4,
-        wiggle_ratio: float = 0.25,
+        wiggle_ratio: float | None = None,
     ) -> None:
         self.p = params
         self.fs = fs
@@ -125,8 +128,8 @@ class EpisodeTracker:
         come back. When `lobe` resumes the sign of the lobe before such a dip, the two are
         one half-cycle and the dip is dropped."""
         lobes = self.chain.lobes
-        if self.polarity != "size" or len(lobes) < 3:
-            return  # accelerometer motion only: a gyroscope's harmonics are not amplified
+        if self.wiggle_ratio is None or len(lobes) < 3:
+            return
         before, dip = lobes[-2], lobes[-1]
         if not (dip.closed and before.closed and before.sign == lobe.sign != dip.sign):
             return
