@@ -32,7 +32,7 @@ from fakebluez.bus import PrivateBus  # type: ignore[import-not-found]  # noqa: 
 from fakebluez.movesense import VirtualMovesense  # type: ignore[import-not-found]  # noqa: E402
 from fakebluez.runner import FakeBluezThread  # type: ignore[import-not-found]  # noqa: E402
 
-from daemon.simulation import Episode, SimulatedBand  # noqa: E402
+from clonusd.daemon.sources.simulation import Episode, SimulatedBand  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 

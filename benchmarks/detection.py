@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from daemon.evaluation import evaluate
+from clonusd.daemon.commands.evaluate import evaluate
 
 DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "recordings" / "dev"
 

@@ -26,12 +26,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from broker import Mosquitto, Subscriber  # type: ignore[import-not-found]
 
-from daemon import pipeline as pipeline_mod
-from daemon.config import parse_config
-from daemon.logs import configure_logging
-from daemon.publisher import Publisher
-from daemon.service import run_service
-from daemon.sources import SampleChunk
+from clonusd.daemon.config import parse_config
+from clonusd.daemon.logs import configure_logging
+from clonusd.daemon.mqtt.publisher import Publisher
+from clonusd.daemon.service import pipeline as pipeline_mod
+from clonusd.daemon.service.run import run_service
+from clonusd.daemon.sources.base import SampleChunk
 
 N_SENSORS = 4
 

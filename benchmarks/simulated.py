@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from synth import clonus_band  # type: ignore[import-not-found]
 
-from dsp import ClonusDetector, site_params
+from clonusd.dsp import ClonusDetector, site_params
 
 FREQS = (4.0, 5.5, 7.0, 8.5)
 RATES = (52.0, 104.0, 200.0)

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 from scipy import signal
 
-from daemon.recording import load_recording
-from daemon.replay import make_detector
-from dsp.filters import bandpass_sos
+from clonusd.daemon.commands.replay import make_detector
+from clonusd.daemon.sources.recording import load_recording
+from clonusd.dsp.filters import bandpass_sos
 
 DEFAULT = Path(__file__).resolve().parents[1] / "daemon" / "examples" / "ankle-imu6-demo.csv"
 

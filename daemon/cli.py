@@ -9,9 +9,9 @@ from pathlib import Path
 
 import structlog
 
-from daemon import __version__
-from daemon.logs import configure_logging
-from daemon.recording import RecordingError, load_recording
+from clonusd.daemon import __version__
+from clonusd.daemon.logs import configure_logging
+from clonusd.daemon.sources.recording import RecordingError, load_recording
 
 log = structlog.get_logger("clonusd")
 
@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from daemon.replay import replay_events
+    from clonusd.daemon.commands.replay import replay_events
 
     rec = load_recording(args.file, sensor=args.sensor, fs=args.fs, site=args.site)
     log.info(
@@ -116,7 +116,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from daemon.evaluation import evaluate
+    from clonusd.daemon.commands.evaluate import evaluate
 
     if not args.directory.is_dir():
         raise RecordingError(f"{args.directory}: not a directory")
@@ -131,8 +131,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from daemon.config import load_config
-    from daemon.service import run_service
+    from clonusd.daemon.config import load_config
+    from clonusd.daemon.service.run import run_service
 
     cfg = load_config(args.config)
     configure_logging(args.log_level if args.log_level != "info" else cfg.daemon.log_level)
@@ -142,7 +142,7 @@ def _run(args: argparse.Namespace) -> int:
 def _monitor(args: argparse.Namespace) -> int:
     import asyncio
 
-    from daemon.monitor import run_monitor
+    from clonusd.daemon.commands.monitor import run_monitor
 
     host, _, port = args.broker.partition(":")
     try:
@@ -161,7 +161,7 @@ def _scan(args: argparse.Namespace) -> int:
 
     from bleak.exc import BleakError
 
-    from daemon.scan import scan
+    from clonusd.daemon.commands.scan import scan
 
     try:
         found = asyncio.run(scan(args.seconds))
@@ -176,7 +176,7 @@ def _scan(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from daemon.config import load_config
+    from clonusd.daemon.config import load_config
 
     cfg = load_config(args.file)
     print(f"{args.file}: ok ({len(cfg.sensors)} sensor(s), broker {cfg.mqtt.host}:{cfg.mqtt.port})")
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(args.log_level)
     if getattr(args, "threshold", None) is not None and args.threshold < 1:
         parser.error("--threshold must be at least 1")
-    from daemon.config import ConfigError
+    from clonusd.daemon.config import ConfigError
 
     commands = {
         "replay": _replay,

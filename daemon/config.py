@@ -21,10 +21,10 @@ from pydantic import (
     model_validator,
 )
 
-from dsp.sites import SiteParams, site_params
+from clonusd.dsp.sites import SiteParams, site_params
 
 if TYPE_CHECKING:
-    from daemon.bands.generic import GenericParser
+    from clonusd.daemon.sources.ble.bands.generic import GenericParser
 
 UUID_PATTERN = r"^[0-9A-Fa-f]{8}-([0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}$"
 
@@ -189,7 +189,7 @@ class GenericBand(_Strict):
 
     def parser(self) -> GenericParser:
         """A fresh parser for this layout (raises ValueError if it is not a valid one)."""
-        from daemon.bands.generic import GenericParser
+        from clonusd.daemon.sources.ble.bands.generic import GenericParser
 
         sync = bytes.fromhex(self.sync) if self.sync else None
         return GenericParser(

@@ -1,10 +1,10 @@
 """Pure, streaming signal processing for clonus detection (numpy/scipy only, no I/O)."""
 
-from dsp.detector import ClonusDetector, DetectorStats
-from dsp.events import EpisodeEvent
-from dsp.filters import StreamingSOS, bandpass_sos
-from dsp.ringbuffer import RingBuffer
-from dsp.sites import SENSORS, SITE_DEFAULTS, SITES, SiteParams, site_params
+from clonusd.dsp.detector import ClonusDetector, DetectorStats
+from clonusd.dsp.events import EpisodeEvent
+from clonusd.dsp.filters import StreamingSOS, bandpass_sos
+from clonusd.dsp.ringbuffer import RingBuffer
+from clonusd.dsp.sites import SENSORS, SITE_DEFAULTS, SITES, SiteParams, site_params
 
 __all__ = [
     "SENSORS",

@@ -14,15 +14,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dsp.episodes import EpisodeTracker
-from dsp.events import EpisodeEvent
-from dsp.filters import FloatArray
-from dsp.frontends import EmgFrontEnd, MotionFrontEnd
-from dsp.lobes import LobeTracker
-from dsp.ringbuffer import RingBuffer
-from dsp.sites import SENSORS, SiteParams
-from dsp.stats import median
-from dsp.waveform import harmonic_ratio
+from clonusd.dsp.episodes import EpisodeTracker
+from clonusd.dsp.events import EpisodeEvent
+from clonusd.dsp.filters import FloatArray
+from clonusd.dsp.frontends import EmgFrontEnd, MotionFrontEnd
+from clonusd.dsp.lobes import LobeTracker
+from clonusd.dsp.ringbuffer import RingBuffer
+from clonusd.dsp.sites import SENSORS, SiteParams
+from clonusd.dsp.stats import median
+from clonusd.dsp.waveform import harmonic_ratio
 
 CHANNELS = {"imu6": 6, "acc3": 3}
 

@@ -18,10 +18,10 @@ from typing import Literal
 
 import numpy as np
 
-from dsp.events import EpisodeEvent, scats_class
-from dsp.lobes import Lobe
-from dsp.sites import SiteParams
-from dsp.stats import median
+from clonusd.dsp.events import EpisodeEvent, scats_class
+from clonusd.dsp.lobes import Lobe
+from clonusd.dsp.sites import SiteParams
+from clonusd.dsp.stats import median
 
 
 @dataclass

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dsp.filters import (
+from clonusd.dsp.filters import (
     FloatArray,
     StreamingSOS,
     bandpass_sos,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dsp.filters import FloatArray
+from clonusd.dsp.filters import FloatArray
 
 
 @dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dsp.filters import FloatArray
+from clonusd.dsp.filters import FloatArray
 
 HARMONICS = 3  # fundamental plus the 2nd and 3rd harmonics
 

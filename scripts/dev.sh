@@ -82,6 +82,11 @@ case "${1:-}" in
     test)
         ensure_venv dev
         ensure_system_packages test
+        # mypy cannot follow the editable install's import hook: give it the installed
+        # names (clonusd.daemon, clonusd.dsp) as links to the folders (pyproject: mypy_path).
+        mkdir -p build/mypy-path/clonusd
+        ln -sfn ../../../daemon build/mypy-path/clonusd/daemon
+        ln -sfn ../../../dsp build/mypy-path/clonusd/dsp
         "$VENV/bin/ruff" check .
         "$VENV/bin/mypy"
         "$VENV/bin/python" -m pytest -q

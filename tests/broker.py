@@ -148,7 +148,7 @@ class Daemon:
             [
                 sys.executable,
                 "-m",
-                "daemon.cli",
+                "clonusd.daemon.cli",
                 "run",
                 "--config",
                 str(self.config),

@@ -19,7 +19,7 @@ def clonusd(
 ) -> subprocess.CompletedProcess[str]:
     """`clonusd ARGS...` run to completion as a user runs it, output captured."""
     return subprocess.run(
-        [sys.executable, "-m", "daemon.cli", *args],
+        [sys.executable, "-m", "clonusd.daemon.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from daemon.simulation import Episode, SimulatedBand
+from clonusd.daemon.sources.simulation import Episode, SimulatedBand
 
 
 def clonus_band(

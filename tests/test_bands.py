@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon.bands import generic, movesense, myo, polar, thingy, witmotion
-from daemon.bands.base import G
+from clonusd.daemon.sources.ble.bands import generic, movesense, myo, polar, thingy, witmotion
+from clonusd.daemon.sources.ble.bands.base import G
 
 
 def hx(s: str) -> bytes:

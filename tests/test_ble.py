@@ -12,7 +12,7 @@ from conftest import clonusd
 from fakebluez.movesense import VirtualMovesense
 from fakebluez.runner import FakeBluezThread
 
-from daemon.simulation import Episode, SimulatedBand
+from clonusd.daemon.sources.simulation import Episode, SimulatedBand
 
 
 def _start(

@@ -25,9 +25,9 @@ from fakebluez.bands import (
 from fakebluez.movesense import VirtualMovesense
 from fakebluez.runner import FakeBluezThread
 
-from daemon.bands import movesense as gsp
-from daemon.bands import myo, polar, thingy
-from daemon.simulation import Episode, SimulatedBand
+from clonusd.daemon.sources.ble.bands import movesense as gsp
+from clonusd.daemon.sources.ble.bands import myo, polar, thingy
+from clonusd.daemon.sources.simulation import Episode, SimulatedBand
 
 
 @dataclass

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from bleak.exc import BleakDBusError, BleakDeviceNotFoundError, BleakError
 
-from daemon.ble import retry_delay
-from daemon.profiles import BandSetupError
+from clonusd.daemon.sources.ble.link import retry_delay
+from clonusd.daemon.sources.ble.profiles import BandSetupError
 
 
 @pytest.mark.parametrize(

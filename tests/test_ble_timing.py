@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from daemon.profiles import DeviceClock, HostClock
+from clonusd.daemon.sources.ble.profiles import DeviceClock, HostClock
 
 
 def test_device_clock_keeps_the_bands_spacing_on_the_hosts_axis() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, clonusd
 
-from daemon.config import ConfigError, load_config, parse_config
+from clonusd.daemon.config import ConfigError, load_config, parse_config
 
 GOOD = """
 [mqtt]

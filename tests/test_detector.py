@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from synth import clonus_band
 
-from daemon.recording import Recording, load_recording
-from daemon.replay import make_detector
-from dsp import ClonusDetector, EpisodeEvent, site_params
+from clonusd.daemon.commands.replay import make_detector
+from clonusd.daemon.sources.recording import Recording, load_recording
+from clonusd.dsp import ClonusDetector, EpisodeEvent, site_params
 
 
 def _run(

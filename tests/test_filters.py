@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import signal
 
-from dsp.filters import StreamingSOS, bandpass_sos
-from dsp.ringbuffer import RingBuffer
+from clonusd.dsp.filters import StreamingSOS, bandpass_sos
+from clonusd.dsp.ringbuffer import RingBuffer
 
 
 def _split(n: int, sizes: list[int]) -> list[slice]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from broker import Daemon, Mosquitto, write_config
 
-from daemon.monitor import Board
+from clonusd.daemon.commands.monitor import Board
 
 
 def test_monitor_shows_the_alarm_with_beats_and_frequency(
@@ -25,7 +25,7 @@ def test_monitor_shows_the_alarm_with_beats_and_frequency(
             [
                 sys.executable,
                 "-m",
-                "daemon.cli",
+                "clonusd.daemon.cli",
                 "monitor",
                 "--broker",
                 f"127.0.0.1:{broker.port}",

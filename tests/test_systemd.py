@@ -29,7 +29,7 @@ def test_ready_watchdog_stall_and_stopping(broker: Mosquitto, tmp_path: Path) ->
     sock.settimeout(0.2)
     env = {**os.environ, "NOTIFY_SOCKET": path, "WATCHDOG_USEC": "2000000"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "daemon.cli", "run", "--config", str(cfg)],
+        [sys.executable, "-m", "clonusd.daemon.cli", "run", "--config", str(cfg)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

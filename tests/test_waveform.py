@@ -9,9 +9,9 @@ import pytest
 from scipy.spatial.transform import Rotation
 from synth import clonus_band
 
-from daemon.simulation import Episode
-from dsp import ClonusDetector, site_params
-from dsp.waveform import harmonic_ratio
+from clonusd.daemon.sources.simulation import Episode
+from clonusd.dsp import ClonusDetector, site_params
+from clonusd.dsp.waveform import harmonic_ratio
 
 FS = 200.0
 THRESHOLD = site_params("ankle").min_harmonic_ratio

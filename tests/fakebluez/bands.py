@@ -19,9 +19,9 @@ import numpy as np
 # D-Bus errors come from dbus_fast, as the fake bluetoothd raises them.
 from dbus_fast import DBusError
 
-from daemon.bands import myo, polar, thingy, witmotion
-from daemon.bands.base import G
-from daemon.simulation import SimulatedBand
+from clonusd.daemon.sources.ble.bands import myo, polar, thingy, witmotion
+from clonusd.daemon.sources.ble.bands.base import G
+from clonusd.daemon.sources.simulation import SimulatedBand
 from fakebluez.bluez import Char, Link, Peripheral, Service
 
 BATTERY_SERVICE = "0000180f-0000-1000-8000-00805f9b34fb"

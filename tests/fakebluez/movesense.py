@@ -11,8 +11,8 @@ import struct
 
 import numpy as np
 
-from daemon.bands import movesense as gsp
-from daemon.simulation import SimulatedBand
+from clonusd.daemon.sources.ble.bands import movesense as gsp
+from clonusd.daemon.sources.simulation import SimulatedBand
 from fakebluez.bands import VirtualBand
 from fakebluez.bluez import Char, Service
 

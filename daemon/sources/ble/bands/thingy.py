@@ -11,7 +11,7 @@ import struct
 
 import numpy as np
 
-from daemon.bands.base import BandSamples, G, ParserStats
+from clonusd.daemon.sources.ble.bands.base import BandSamples, G, ParserStats
 
 SERVICE = "ef680400-9b35-4933-9b10-52ffa9740042"
 CONFIG = "ef680401-9b35-4933-9b10-52ffa9740042"

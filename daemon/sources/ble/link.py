@@ -25,10 +25,10 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakDBusError, BleakDeviceNotFoundError, BleakError
 
-from daemon.ble_scanner import SharedScanner
-from daemon.config import BleSource as BleConfig
-from daemon.profiles import BandSetupError, make_profile
-from daemon.sources import LinkStatus, SampleChunk, SourceItem
+from clonusd.daemon.config import BleSource as BleConfig
+from clonusd.daemon.sources.base import LinkStatus, SampleChunk, SourceItem
+from clonusd.daemon.sources.ble.profiles import BandSetupError, make_profile
+from clonusd.daemon.sources.ble.scanner import SharedScanner
 
 log = structlog.get_logger("clonusd.ble")
 BATTERY_LEVEL = "00002a19-0000-1000-8000-00805f9b34fb"

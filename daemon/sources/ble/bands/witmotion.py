@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from daemon.bands.base import BandSamples, FrameAccumulator, G, ParserStats
+from clonusd.daemon.sources.ble.bands.base import BandSamples, FrameAccumulator, G, ParserStats
 
 SERVICE = "0000ffe5-0000-1000-8000-00805f9a34fb"
 NOTIFY = "0000ffe4-0000-1000-8000-00805f9a34fb"

@@ -8,12 +8,12 @@ import time
 
 import structlog
 
-from daemon.config import Config
-from daemon.outbox import Outbox
-from daemon.pipeline import SensorPipeline
-from daemon.publisher import Publisher
-from daemon.sources import make_source
-from daemon.systemd import notify, watchdog_interval_s
+from clonusd.daemon.config import Config
+from clonusd.daemon.mqtt.outbox import Outbox
+from clonusd.daemon.mqtt.publisher import Publisher
+from clonusd.daemon.service.pipeline import SensorPipeline
+from clonusd.daemon.service.systemd import notify, watchdog_interval_s
+from clonusd.daemon.sources.base import make_source
 
 log = structlog.get_logger("clonusd")
 

@@ -19,11 +19,11 @@ import structlog
 from bleak import BleakClient
 from bleak.exc import BleakError
 
-from daemon.bands import movesense as gsp
-from daemon.bands import myo, polar, thingy, witmotion
-from daemon.bands.base import BandSamples, FloatArray, Parser, ParserStats
-from daemon.config import BleSource as BleConfig
-from daemon.sources import SampleChunk
+from clonusd.daemon.config import BleSource as BleConfig
+from clonusd.daemon.sources.base import SampleChunk
+from clonusd.daemon.sources.ble.bands import movesense as gsp
+from clonusd.daemon.sources.ble.bands import myo, polar, thingy, witmotion
+from clonusd.daemon.sources.ble.bands.base import BandSamples, FloatArray, Parser, ParserStats
 
 log = structlog.get_logger("clonusd.ble")
 Emit = Callable[[SampleChunk], None]

@@ -16,11 +16,11 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from daemon.config import ReplaySource as ReplayConfig
-from daemon.config import SensorConfig
-from daemon.config import SimulatedSource as SimulatedConfig
-from daemon.recording import load_recording
-from daemon.simulation import Episode, SimulatedBand
+from clonusd.daemon.config import ReplaySource as ReplayConfig
+from clonusd.daemon.config import SensorConfig
+from clonusd.daemon.config import SimulatedSource as SimulatedConfig
+from clonusd.daemon.sources.recording import load_recording
+from clonusd.daemon.sources.simulation import Episode, SimulatedBand
 
 
 @dataclass(frozen=True)
@@ -151,6 +151,8 @@ def make_source(cfg: SensorConfig, speed: float = 1.0) -> Source:
         return SimulatedSource(src, speed)
     if isinstance(src, ReplayConfig):
         return ReplaySource(src, cfg)
-    from daemon.ble import BleSource  # bleak is only imported when a band is configured
+    from clonusd.daemon.sources.ble.link import (
+        BleSource,  # bleak is only imported when a band is configured
+    )
 
     return BleSource(src)

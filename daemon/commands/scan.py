@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from bleak import BleakScanner
 
-from daemon.bands import movesense, myo, polar, thingy, witmotion
+from clonusd.daemon.sources.ble.bands import movesense, myo, polar, thingy, witmotion
 
 PROFILES: list[tuple[str, tuple[str, ...], str]] = [
     # profile, service UUIDs it advertises or exposes, name prefix

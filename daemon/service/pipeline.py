@@ -16,10 +16,10 @@ from typing import Any
 
 import structlog
 
-from daemon import topics
-from daemon.config import SensorConfig
-from daemon.publisher import Publisher
-from daemon.sources import (
+from clonusd.daemon.config import SensorConfig
+from clonusd.daemon.mqtt import topics
+from clonusd.daemon.mqtt.publisher import Publisher
+from clonusd.daemon.sources.base import (
     LinkStatus,
     SampleChunk,
     Source,
@@ -27,8 +27,8 @@ from daemon.sources import (
     malformed_packets,
     reconnects,
 )
-from dsp.detector import ClonusDetector
-from dsp.events import EpisodeEvent
+from clonusd.dsp.detector import ClonusDetector
+from clonusd.dsp.events import EpisodeEvent
 
 PRIORITY = {
     "clonus.onset": "physiological_alarm",

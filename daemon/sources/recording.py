@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from dsp.sites import SENSORS, SITES
+from clonusd.dsp.sites import SENSORS, SITES
 
 FORMAT = "clonus-recording/1"
 SENSOR_COLUMNS = {

@@ -19,9 +19,9 @@ from typing import Any
 import aiomqtt
 import structlog
 
-from daemon import topics
-from daemon.config import MqttConfig
-from daemon.outbox import Outbox
+from clonusd.daemon.config import MqttConfig
+from clonusd.daemon.mqtt import topics
+from clonusd.daemon.mqtt.outbox import Outbox
 
 log = structlog.get_logger("clonusd.mqtt")
 

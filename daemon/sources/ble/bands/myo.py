@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from daemon.bands.base import BandSamples, G, ParserStats
+from clonusd.daemon.sources.ble.bands.base import BandSamples, G, ParserStats
 
 BASE = "d506{:04x}-a904-deb9-4748-2c7f4a124842"
 COMMAND = BASE.format(0x0401)

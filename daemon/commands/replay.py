@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from daemon.recording import Recording
-from dsp.detector import ClonusDetector
-from dsp.sites import site_params
+from clonusd.daemon.sources.recording import Recording
+from clonusd.dsp.detector import ClonusDetector
+from clonusd.dsp.sites import site_params
 
 
 def make_detector(rec: Recording, threshold_beats: int | None = None) -> ClonusDetector:

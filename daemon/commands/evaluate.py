@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from daemon.recording import load_recording
-from daemon.replay import replay_events
+from clonusd.daemon.commands.replay import replay_events
+from clonusd.daemon.sources.recording import load_recording
 
 END_SLACK_S = 0.0  # onsets must arrive by the labelled end, as FORMAT.md says
 

@@ -12,7 +12,7 @@ import struct
 
 import numpy as np
 
-from daemon.bands.base import BandSamples, ParserStats
+from clonusd.daemon.sources.ble.bands.base import BandSamples, ParserStats
 
 SERVICE = "34802252-7185-4d5d-b431-630e7050e8f0"
 COMMAND = "34800001-7185-4d5d-b431-630e7050e8f0"

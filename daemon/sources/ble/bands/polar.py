@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from daemon.bands.base import BandSamples, G, ParserStats
+from clonusd.daemon.sources.ble.bands.base import BandSamples, G, ParserStats
 
 SERVICE = "fb005c80-02e7-f387-1cad-8acd2d8df0c8"
 CONTROL = "fb005c81-02e7-f387-1cad-8acd2d8df0c8"

@@ -13,7 +13,7 @@ import struct
 
 import numpy as np
 
-from daemon.bands.base import BandSamples, FrameAccumulator, ParserStats
+from clonusd.daemon.sources.ble.bands.base import BandSamples, FrameAccumulator, ParserStats
 
 ACC_FIELDS = ("ax", "ay", "az")
 GYR_FIELDS = ("gx", "gy", "gz")

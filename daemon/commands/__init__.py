@@ -1,0 +1,1 @@
+"""The commands that are not the service: scan, monitor, replay and evaluate."""
