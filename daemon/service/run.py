@@ -13,7 +13,7 @@ from clonusd.daemon.mqtt.outbox import Outbox
 from clonusd.daemon.mqtt.publisher import Publisher
 from clonusd.daemon.service.pipeline import SensorPipeline
 from clonusd.daemon.service.systemd import notify, watchdog_interval_s
-from clonusd.daemon.sources.base import make_source
+from clonusd.daemon.sources.factory import make_source
 
 log = structlog.get_logger("clonusd")
 

@@ -10,11 +10,17 @@ band-limited noise per contraction on a noisy baseline with mains hum.
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy.spatial.transform import Rotation
+
+from clonusd.daemon.config import SimulatedSource as SimulatedConfig
+from clonusd.daemon.sources.base import LinkStatus, SampleChunk, SourceItem
 
 FloatArray = NDArray[np.float64]
 
@@ -124,3 +130,51 @@ class SimulatedBand:
         if self.sensor == "acc3":
             return t, acc
         return t, np.hstack([acc, gyro])
+
+
+class SimulatedSource:
+    """A virtual band producing IMU or EMG in real time, with scheduled or random episodes."""
+
+    def __init__(self, cfg: SimulatedConfig, speed: float = 1.0) -> None:
+        self.cfg = cfg
+        self.sensor: str = cfg.sensor
+        self.fs = cfg.fs_hz
+        self.speed = speed
+        self.band = SimulatedBand(cfg.sensor, cfg.fs_hz, cfg.amplitude, cfg.noise, cfg.seed)
+        self.n_channels = self.band.n_channels
+        for i, ep in enumerate(cfg.episodes):
+            self.band.add(Episode.make(ep.at_s, ep.beats, ep.frequency_hz, seed=cfg.seed + i))
+        self._rng = np.random.default_rng(cfg.seed + 7)
+        self._next_random = self._draw_random(0.0)
+
+    def _draw_random(self, now: float) -> float | None:
+        if self.cfg.random_every_s is None:
+            return None
+        return now + float(self._rng.exponential(self.cfg.random_every_s)) + 2.0
+
+    def _maybe_add_random(self, t_end: float) -> None:
+        while self._next_random is not None and self._next_random < t_end + 5.0:
+            beats = int(self._rng.choice([3, 4, 5, 8, 12, 20]))
+            freq = float(self._rng.uniform(4.5, 7.5))
+            self.band.add(
+                Episode.make(self._next_random, beats, freq, seed=int(self._rng.integers(1 << 30)))
+            )
+            self._next_random = self._draw_random(self._next_random + beats / freq + 2.0)
+
+    async def stream(self) -> AsyncIterator[SourceItem]:
+        yield LinkStatus(connected=True, battery_pct=100, detail="simulated")
+        start = time.monotonic()
+        produced = 0
+        while True:
+            t, x = self.band.next_chunk(self.cfg.chunk)
+            produced += self.cfg.chunk
+            if self.cfg.stall_at_s is not None and t[0] >= self.cfg.stall_at_s:
+                # A band whose link claims to be up but that sends nothing (a dead
+                # bluetoothd looks like this to bleak): the pipeline must notice.
+                await asyncio.Event().wait()
+            self._maybe_add_random(float(t[-1]))
+            due = start + produced / self.fs / self.speed
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            yield SampleChunk(t, x, time.monotonic())
