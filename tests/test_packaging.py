@@ -73,3 +73,13 @@ def test_a_foreign_daemon_folder_on_pythonpath_breaks_nothing(venv: Path, tmp_pa
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(other)}
     out = _run([str(venv / "bin" / "python"), "-m", "clonusd.daemon", "--version"], tmp_path, env)
     assert out.startswith("clonusd ")
+
+
+def test_payload_schemas_ship_in_the_package(venv: Path, tmp_path: Path) -> None:
+    code = (
+        "from clonusd.daemon.mqtt import topics\n"
+        "print(';'.join(topics.payload_schema(k)['title'] for k in topics.PAYLOADS))"
+    )
+    out = _run([str(venv / "bin" / "python"), "-c", code], tmp_path)
+    kinds = ("event", "state", "status", "availability")
+    assert out.strip().split(";") == [f"clonusd/2 {k}" for k in kinds]
