@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -85,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="exit after this many seconds (default: run until Ctrl-C)",
     )
+    mon.add_argument(
+        "--share",
+        metavar="GROUP",
+        default=None,
+        help="join shared subscription GROUP for events: each event reaches one member "
+        "of the group (a pager gateway, a log), not every monitor",
+    )
 
     ev = sub.add_parser("evaluate", help="score the detector on a folder of labelled recordings")
     ev.add_argument("directory", type=Path)
@@ -149,9 +157,13 @@ def _monitor(args: argparse.Namespace) -> int:
         port_n = int(port or 1883)
     except ValueError:
         raise CliError(f"--broker {args.broker!r}: port is not a number") from None
+    if args.share is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", args.share):
+        raise CliError(f"--share {args.share!r}: a group name is letters, digits, _ . -")
     plain = args.plain or not sys.stdout.isatty()
     try:
-        return asyncio.run(run_monitor(host, port_n, args.prefix, plain, args.duration))
+        return asyncio.run(
+            run_monitor(host, port_n, args.prefix, plain, args.duration, share=args.share)
+        )
     except KeyboardInterrupt:
         return 0
 

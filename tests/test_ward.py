@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import queue
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
-from broker import Daemon, Mosquitto, Subscriber, can_set_hostname, write_config
+from broker import Daemon, Monitor, Mosquitto, Subscriber, can_set_hostname, write_config
 
 SPEED = 4.0
 
 
-def _ward(broker: Mosquitto, tmp_path: Path, names: list[str]) -> list[Daemon]:
+def _ward(broker: Mosquitto, tmp_path: Path, names: list[str], episodes: int = 1) -> list[Daemon]:
     """One daemon per bed with the default config, each as if on its own Pi (its own host
     name). Where no process may have a host name of its own, the id is set in the config
     instead: the client id still comes from the daemon id."""
@@ -25,7 +21,7 @@ def _ward(broker: Mosquitto, tmp_path: Path, names: list[str]) -> list[Daemon]:
             tmp_path / f"{name}.toml",
             broker.port,
             tmp_path / f"state-{name}",
-            [{"at_s": 3, "beats": 10}],
+            [{"at_s": 3 + 6 * k, "beats": 10} for k in range(episodes)],
             daemon_id=None if own_host else name,
             bed=f"bed-{i + 1}",
         )
@@ -84,56 +80,60 @@ def test_monitor_names_the_beds_whose_daemon_died(broker: Mosquitto, tmp_path: P
         a.start()
         b.start()
         assert sub.wait_for(lambda: {p.get("bed") for p in sub.on("/status")} >= {"bed-1", "bed-2"})
-        mon = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "clonusd.daemon.cli",
-                "monitor",
-                "--plain",
-                "--broker",
-                f"127.0.0.1:{broker.port}",
-                "--duration",
-                "12",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        lines: queue.Queue[str] = queue.Queue()
-        assert mon.stdout is not None
-        reader = threading.Thread(target=lambda: [lines.put(ln) for ln in mon.stdout], daemon=True)
-        reader.start()
-        seen = _until(lines, "daemon pi-bed-2 online", 20)
+        mon = Monitor(broker.port)
+        mon.until("daemon pi-bed-2 online", 20)
         time.sleep(0.5)  # the rest of the retained burst (bed 2's status) is in by now
         b.kill()
-        mon.wait(timeout=60)
-        reader.join(5)
-        out = "".join(seen) + "".join(lines.queue)
-        assert mon.stderr is not None
-        err = mon.stderr.read()
+        mon.until("daemon pi-bed-2 offline", 20)
     finally:
-        if mon is not None and mon.poll() is None:
-            mon.kill()
-            mon.wait()
+        if mon is not None:
+            mon.stop()
         for d in (a, b):
             if d.proc is not None and d.proc.poll() is None:
                 d.terminate()
         sub.close()
-    assert mon.returncode == 0, err
+    out = mon.text()
     assert "daemon pi-bed-2 offline (connection_lost): beds bed-2 unwatched" in out, out
     assert "pi-bed-1 offline" not in out, out
 
 
-def _until(lines: queue.Queue[str], text: str, timeout: float) -> list[str]:
-    """The monitor's lines up to the first that contains `text`."""
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            seen.append(lines.get(timeout=0.2))
-        except queue.Empty:
-            continue
-        if text in seen[-1]:
-            return seen
-    raise AssertionError(f"monitor never said {text!r}: {seen}")
+def test_shared_group_gets_each_event_once_and_displays_get_all(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    monitors = {
+        "pager-1": Monitor(broker.port, share="pager"),
+        "pager-2": Monitor(broker.port, share="pager"),
+        "display-1": Monitor(broker.port),
+        "display-2": Monitor(broker.port),
+    }
+    daemons = _ward(broker, tmp_path, ["pi-bed-1", "pi-bed-2"], episodes=3)
+    sub = Subscriber(broker.port)
+    try:
+        for m in monitors.values():
+            m.until("connected to", 30)
+        for d in daemons:
+            d.start()
+        ends = lambda: [e for e in sub.events() if e["event"] == "clonus.end"]  # noqa: E731
+        assert sub.wait_for(lambda: len(ends()) == 6, 60), [d.logs() for d in daemons]
+        time.sleep(1.0)  # QoS 1 to every monitor: the last end is on its way
+    finally:
+        for m in monitors.values():
+            m.stop()
+        for d in daemons:
+            if d.proc is not None and d.proc.poll() is None:
+                d.terminate()
+        sub.close()
+    every = {e["id"] for e in sub.events() if e["event"] in ("clonus.onset", "clonus.end")}
+    assert len(every) == 12
+    got = {name: m.event_ids() for name, m in monitors.items()}
+    for name in ("display-1", "display-2"):
+        assert sorted(got[name]) == sorted(every), name  # all of them, none twice
+    pager = got["pager-1"] + got["pager-2"]
+    assert sorted(pager) == sorted(every)  # each event once across the group
+    assert got["pager-1"] and got["pager-2"], got  # and the group did share the work
+    # Members still see the retained context: both know both daemons.
+    for name in ("pager-1", "pager-2"):
+        text = monitors[name].text()
+        assert "daemon pi-bed-1 online" in text and "daemon pi-bed-2 online" in text, {
+            n: m.text() for n, m in monitors.items()
+        }

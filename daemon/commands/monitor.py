@@ -5,6 +5,11 @@ alarm while sustained clonus is on (from the retained state, so an alarm that st
 before the monitor did is shown too), with the beats and frequency the detector measured.
 On a ward many daemons share the broker: each bed whose daemon is offline (its last will)
 says so. `--plain` prints one line per change instead of redrawing: for logs and tests.
+
+Display monitors each get every event. `--share GROUP` is for processing that must happen
+once per event (a pager gateway, an archive): events come through the shared subscription
+`$share/GROUP/{prefix}/+/+/event` (Mosquitto 2), so the broker hands each event to one
+member of the group; availability, state and status still reach every member.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ class Board:
     daemons: dict[str, dict[str, Any]] = field(default_factory=dict)  # availability by id
     status: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     state: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    last_event_id: str = ""
 
     def daemon_of(self, key: tuple[str, str]) -> str | None:
         for held in (self.status.get(key), self.state.get(key)):
@@ -71,6 +77,7 @@ class Board:
             self.state[key] = data
             return None
         if rest[2] == "event":
+            self.last_event_id = str(data.get("id", ""))
             kind = data.get("event")
             if kind == "clonus.onset":
                 return (
@@ -131,8 +138,27 @@ class Board:
         return "\n".join(lines)
 
 
+def subscriptions(prefix: str, share: str | None = None) -> list[str]:
+    """The topic filters of a display monitor (everything), or of a member of a shared
+    group (events shared, the retained context not)."""
+    if share is None:
+        return [f"{prefix}/#"]
+    return [
+        f"$share/{share}/{prefix}/+/+/event",
+        f"{prefix}/daemon/+/availability",
+        f"{prefix}/+/+/state",
+        f"{prefix}/+/+/status",
+    ]
+
+
 async def run_monitor(
-    host: str, port: int, prefix: str, plain: bool, duration: float | None, out: TextIO = sys.stdout
+    host: str,
+    port: int,
+    prefix: str,
+    plain: bool,
+    duration: float | None,
+    out: TextIO = sys.stdout,
+    share: str | None = None,
 ) -> int:
     board = Board(prefix)
     deadline = None if duration is None else time.monotonic() + duration
@@ -142,9 +168,11 @@ async def run_monitor(
             async with aiomqtt.Client(
                 host, port, identifier=f"clonusd-monitor-{os.getpid()}"
             ) as client:
-                await client.subscribe(f"{prefix}/#", qos=1)
+                for topic in subscriptions(prefix, share):
+                    await client.subscribe(topic, qos=1)
                 if plain:
-                    print(f"connected to {broker}", file=out, flush=True)
+                    group = f" (shared group {share})" if share else ""
+                    print(f"connected to {broker}{group}", file=out, flush=True)
                 await _consume(client, board, plain, broker, deadline, out)
                 return 0
         except aiomqtt.MqttError as exc:
@@ -165,17 +193,25 @@ async def _consume(
 ) -> None:
     messages = client.messages.__aiter__()
     last_draw = 0.0
-    while deadline is None or time.monotonic() < deadline:
-        timeout = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
-        try:
-            msg = await asyncio.wait_for(messages.__anext__(), timeout=timeout)
-        except TimeoutError:
-            msg = None
-        if msg is not None:
-            line = board.update(str(msg.topic), bytes(msg.payload))
-            if plain and line:
-                print(f"{time.strftime('%H:%M:%S')} {line}", file=out, flush=True)
-        if not plain and time.monotonic() - last_draw > 0.25:
-            last_draw = time.monotonic()
-            out.write("\x1b[2J\x1b[H" + board.render(broker) + "\n")
-            out.flush()
+    # One pending read, kept across redraw timeouts: cancelling aiomqtt's __anext__ on a
+    # timeout (wait_for) can drop a message it has just taken off the queue.
+    pending: asyncio.Future[aiomqtt.Message] = asyncio.ensure_future(messages.__anext__())
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            timeout = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
+            done, _ = await asyncio.wait({pending}, timeout=timeout)
+            if done:
+                msg = pending.result()  # a lost connection raises MqttError here
+                pending = asyncio.ensure_future(messages.__anext__())
+                topic = str(msg.topic)
+                line = board.update(topic, bytes(msg.payload))
+                if plain and line:
+                    if topic.endswith("/event"):
+                        line += f"  [{board.last_event_id}]"
+                    print(f"{time.strftime('%H:%M:%S')} {line}", file=out, flush=True)
+            if not plain and time.monotonic() - last_draw > 0.25:
+                last_draw = time.monotonic()
+                out.write("\x1b[2J\x1b[H" + board.render(broker) + "\n")
+                out.flush()
+    finally:
+        pending.cancel()
