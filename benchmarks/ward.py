@@ -77,9 +77,11 @@ def monitor(port: int, out: Path, share: str | None) -> None:
 
     def on_message(_c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
         now = time.time()
+        p = json.loads(msg.payload)
+        if msg.topic.endswith("/availability"):
+            sink.write(json.dumps({"daemon": p["daemon"], "state": p["state"]}) + "\n")
         if not msg.topic.endswith("/event"):
             return
-        p = json.loads(msg.payload)
         sent = datetime.fromisoformat(p["time"]).timestamp()
         row = {"id": p["id"], "daemon": p["daemon"], "event": p["event"], "lat": now - sent}
         sink.write(json.dumps(row) + "\n")
@@ -194,6 +196,7 @@ def main() -> None:
     print(f"daemons exited 0: {codes.count(0)}/{n}")
     for name in monitors:
         rows = [json.loads(ln) for ln in (work / f"{name}.jsonl").read_text().splitlines()]
+        online = {r["daemon"] for r in rows if r.get("state") == "online"}
         events = [r for r in rows if "id" in r]
         technical = len([r for r in events if r["event"] not in CLONUS])
         rows = [r for r in events if r["event"] in CLONUS]
@@ -205,7 +208,8 @@ def main() -> None:
         lat = [1e3 * r["lat"] for r in rows]
         line = (
             f"{name:9s}: received {len(ids)}/{total}, duplicates {len(ids) - len(set(ids))}, "
-            f"daemons short {len(short)}, technical events {technical}"
+            f"daemons short {len(short)}, technical events {technical}, "
+            f"daemons seen online {len(online)}/{n}"
         )
         if lat:
             line += (
@@ -222,6 +226,8 @@ def main() -> None:
         f"{sum(rss):.0f} MiB in all; CPU {100 * daemon_cpu / wall:.1f} % of one core in all, "
         f"{100 * daemon_cpu / wall / n:.2f} % per daemon"
     )
+    takeovers = broker.logs().count("already connected")
+    print(f"broker log: {takeovers} client-id takeovers ('already connected')")
     load = os.getloadavg()
     print(f"machine: {os.cpu_count()} cores, load average {load[0]:.1f} at the end (shared)")
     print(f"work folder: {work}")

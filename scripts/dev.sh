@@ -90,6 +90,8 @@ case "${1:-}" in
         "$VENV/bin/ruff" check .
         "$VENV/bin/mypy"
         "$VENV/bin/python" -m pytest -q
+        # The slow cases (pyproject marker `slow`, left out above): a 60 s network cut.
+        "$VENV/bin/python" -m pytest -q -m slow
         ;;
     *)
         echo "usage: scripts/dev.sh demo|replay|test" >&2
