@@ -128,6 +128,31 @@ def decided(log: Path) -> dict[str, int]:
     return kinds
 
 
+def broker_messages(port: int) -> tuple[int, int]:
+    """Mosquitto's own totals of messages received and sent ($SYS, updated every 10 s)."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    topics = ["$SYS/broker/messages/received", "$SYS/broker/messages/sent"]
+    got: dict[str, int] = {}
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-sys-{time.time_ns()}")
+
+    def on_connect(c: mqtt.Client, *_: Any) -> None:
+        for t in topics:
+            c.subscribe(t)
+
+    client.on_connect = on_connect
+    client.on_message = lambda _c, _u, m: got.__setitem__(m.topic, int(m.payload))
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    deadline = time.monotonic() + 15
+    while len(got) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    client.loop_stop()
+    client.disconnect()
+    return got.get(topics[0], 0), got.get(topics[1], 0)
+
+
 def pct(values: list[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))]
@@ -167,7 +192,9 @@ def main() -> None:
         time.sleep(0.3)  # a ward does not boot all its Pis in the same second
     broker_cpu0, t0 = cpu_s(broker.proc.pid), time.monotonic()
     daemon_cpu0 = sum(cpu_s(d.pid) for d in daemons)
+    msgs0 = broker_messages(broker.port)
     time.sleep(seconds)
+    msgs1 = broker_messages(broker.port)
     wall = time.monotonic() - t0
     broker_cpu = cpu_s(broker.proc.pid) - broker_cpu0
     daemon_cpu = sum(cpu_s(d.pid) for d in daemons) - daemon_cpu0
@@ -217,9 +244,10 @@ def main() -> None:
                 f"max {max(lat):.1f} ms"
             )
         print(line)
+    rate_in, rate_out = ((b - a) / wall for a, b in zip(msgs0, msgs1, strict=True))
     print(
         f"broker: CPU {100 * broker_cpu / wall:.1f} % of one core, RSS {broker_rss:.1f} MiB "
-        f"(peak {broker_hwm:.1f} MiB)"
+        f"(peak {broker_hwm:.1f} MiB), {rate_in:.1f} messages/s in, {rate_out:.1f} out"
     )
     print(
         f"daemons: RSS mean {sum(rss) / len(rss):.0f} MiB, max {max(rss):.0f} MiB, "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 from broker import Daemon, Monitor, Mosquitto, Subscriber, can_set_hostname, write_config
 
 SPEED = 4.0
@@ -29,47 +30,48 @@ def _ward(broker: Mosquitto, tmp_path: Path, names: list[str], episodes: int = 1
     return daemons
 
 
-def test_two_daemons_on_one_broker_keep_their_own_sessions_and_last_wills(
-    broker: Mosquitto, tmp_path: Path
+@pytest.mark.parametrize("n", [2, 6])
+def test_daemons_on_one_broker_keep_their_own_sessions_and_last_wills(
+    broker: Mosquitto, tmp_path: Path, n: int
 ) -> None:
+    names = [f"pi-bed-{i + 1}" for i in range(n)]
     sub = Subscriber(broker.port)
-    a, b = _ward(broker, tmp_path, ["pi-bed-1", "pi-bed-2"])
+    daemons = _ward(broker, tmp_path, names)
     try:
-        a.start()
-        b.start()
+        for d in daemons:
+            d.start()
         assert sub.wait_for(
-            lambda: (
-                "online" in sub.availability("pi-bed-1")
-                and "online" in sub.availability("pi-bed-2")
-            )
-        ), a.logs() + b.logs()
-        # Both reach an alarm of their own bed and say whose it is.
+            lambda: all("online" in sub.availability(name) for name in names), 60
+        ), [d.logs() for d in daemons]
+        # Each reaches an alarm of its own bed and says whose it is.
         assert sub.wait_for(
-            lambda: len([e for e in sub.events() if e["event"] == "clonus.end"]) == 2
+            lambda: len([e for e in sub.events() if e["event"] == "clonus.end"]) == n, 60
         )
         by_bed = {(p["bed"], p["daemon"]) for p in sub.on("/event") + sub.on("/status")}
-        assert by_bed == {("bed-1", "pi-bed-1"), ("bed-2", "pi-bed-2")}
-        a.kill()
-        assert sub.wait_for(lambda: sub.availability("pi-bed-1")[-1:] == ["offline"], 15)
-        # The other daemon's retained availability is untouched: a monitor connecting now
-        # sees bed 1's daemon offline (its last will) and bed 2's online.
+        assert by_bed == {(f"bed-{i + 1}", name) for i, name in enumerate(names)}
+        daemons[0].kill()
+        assert sub.wait_for(lambda: sub.availability(names[0])[-1:] == ["offline"], 15)
+        # The others' retained availability is untouched: a monitor connecting now sees
+        # bed 1's daemon offline (its last will) and every other one online.
         late = Subscriber(broker.port)
         try:
-            assert late.wait_for(lambda: len(late.availability()) == 2, 5)
-            assert late.availability("pi-bed-1") == ["offline"]
-            assert late.availability("pi-bed-2") == ["online"]
-            assert late.on("pi-bed-1/availability")[0]["reason"] == "connection_lost"
+            assert late.wait_for(lambda: len(late.availability()) == n, 5)
+            assert late.availability(names[0]) == ["offline"]
+            assert late.on(f"{names[0]}/availability")[0]["reason"] == "connection_lost"
+            for name in names[1:]:
+                assert late.availability(name) == ["online"], name
         finally:
             late.close()
-        assert b.proc is not None and b.proc.poll() is None
+        assert all(d.proc is not None and d.proc.poll() is None for d in daemons[1:])
     finally:
-        for d in (a, b):
+        for d in daemons:
             if d.proc is not None and d.proc.poll() is None:
                 d.terminate()
         sub.close()
     log = broker.logs()
     assert "already connected" not in log, log
-    assert "as clonusd-pi-bed-1" in log and "as clonusd-pi-bed-2" in log, log
+    for name in names:
+        assert f"as clonusd-{name} " in log, log
 
 
 def test_monitor_names_the_beds_whose_daemon_died(broker: Mosquitto, tmp_path: Path) -> None:
