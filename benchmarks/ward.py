@@ -129,11 +129,12 @@ def decided(log: Path) -> dict[str, int]:
 
 
 def broker_messages(port: int) -> tuple[int, int]:
-    """Mosquitto's own totals of messages received and sent ($SYS, updated every 10 s)."""
+    """Mosquitto's own totals of PUBLISH packets received and sent ($SYS, updated every
+    10 s; broker/messages/* would count acknowledgements and pings too)."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    topics = ["$SYS/broker/messages/received", "$SYS/broker/messages/sent"]
+    topics = ["$SYS/broker/publish/messages/received", "$SYS/broker/publish/messages/sent"]
     got: dict[str, int] = {}
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-sys-{time.time_ns()}")
 
@@ -247,7 +248,7 @@ def main() -> None:
     rate_in, rate_out = ((b - a) / wall for a, b in zip(msgs0, msgs1, strict=True))
     print(
         f"broker: CPU {100 * broker_cpu / wall:.1f} % of one core, RSS {broker_rss:.1f} MiB "
-        f"(peak {broker_hwm:.1f} MiB), {rate_in:.1f} messages/s in, {rate_out:.1f} out"
+        f"(peak {broker_hwm:.1f} MiB), {rate_in:.1f} publishes/s in, {rate_out:.1f} out"
     )
     print(
         f"daemons: RSS mean {sum(rss) / len(rss):.0f} MiB, max {max(rss):.0f} MiB, "

@@ -6,7 +6,8 @@ the ward broker. Between them, a relay that partitions the link for 60 s in the 
 a long episode: bytes dropped both ways, nothing closed, as when the ward network fails.
 The daemon publishes to the local broker; a subscriber on the local broker records what
 it published, in order; a subscriber and `clonusd monitor` on the ward broker must get
-exactly that, in that order, with nothing lost and nothing twice.
+exactly that, in that order, with nothing lost and nothing twice, and the monitor must
+say that the bed was not watched while the link was down.
 """
 
 from __future__ import annotations
@@ -113,6 +114,11 @@ def test_a_60_s_ward_network_cut_loses_nothing_and_keeps_the_order(tmp_path: Pat
     # The nurse's monitor on the ward broker showed every alarm and end, once.
     shown = [eid for _, eid, kind in published if kind in ("clonus.onset", "clonus.end")]
     assert monitor.event_ids() == shown
+    # ... and while the link was cut, that this bed was not being watched from the ward
+    # (no last will can cross a cut link; the status stopped), then that it was back.
+    text = monitor.text()
+    assert "NO STATUS from bed-12 (ankle-l)" in text, text
+    assert text.index("NO STATUS from bed-12") < text.index("status again from bed-12")
     # The bridge reconnected, to a session the ward broker kept (clean session 0), and
     # the local broker kept its queue on disk as configured.
     assert local.logs().count("Connecting bridge (step 1) ward") >= 2, local.logs()

@@ -25,6 +25,10 @@ from typing import Any, TextIO
 import aiomqtt
 
 RED, BOLD, DIM, RESET = "\x1b[41;97;1m", "\x1b[1m", "\x1b[2m", "\x1b[0m"
+# A daemon publishes each sensor's status at least every 5 s. Three periods without one
+# and the bed is not being watched from here, whatever its availability says: a bridged
+# Pi that lost power or its network cannot get its last will to this broker.
+SILENT_AFTER_S = 15.0
 
 
 @dataclass
@@ -34,6 +38,26 @@ class Board:
     status: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     state: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     last_event_id: str = ""
+    heard: dict[tuple[str, str], float] = field(default_factory=dict)  # last status, monotonic
+    silent: set[tuple[str, str]] = field(default_factory=set)
+
+    def silent_for(self, key: tuple[str, str], now: float) -> float | None:
+        """Seconds since this sensor's last status, if that is too long (and its daemon
+        did not say it went offline)."""
+        if key not in self.heard or self.offline(key) is not None:
+            return None
+        quiet = now - self.heard[key]
+        return quiet if quiet > SILENT_AFTER_S else None
+
+    def newly_silent(self, now: float) -> list[str]:
+        """A line for each sensor that has just gone silent."""
+        lines = []
+        for key in sorted(self.heard):
+            quiet = self.silent_for(key, now)
+            if quiet is not None and key not in self.silent:
+                self.silent.add(key)
+                lines.append(f"NO STATUS from {key[0]} ({key[1]}) for {quiet:.0f} s: not watched")
+        return lines
 
     def daemon_of(self, key: tuple[str, str]) -> str | None:
         for held in (self.status.get(key), self.state.get(key)):
@@ -72,6 +96,10 @@ class Board:
         where = f"{rest[0]} {data.get('side', '')} {data.get('site', '')} ({rest[1]})"
         if rest[2] == "status":
             self.status[key] = data
+            self.heard[key] = time.monotonic()
+            if key in self.silent:
+                self.silent.discard(key)
+                return f"status again from {rest[0]} ({rest[1]})"
             return None
         if rest[2] == "state":
             self.state[key] = data
@@ -95,7 +123,8 @@ class Board:
                 return f"samples flowing again: {where}"
         return None
 
-    def render(self, broker: str) -> str:
+    def render(self, broker: str, now: float | None = None) -> str:
+        now = time.monotonic() if now is None else now
         online = sum(1 for a in self.daemons.values() if a.get("state") == "online")
         lines = [
             f"{BOLD}clonusd bedside monitor{RESET}   broker {broker}   daemons: "
@@ -117,6 +146,11 @@ class Board:
                 lines.append(
                     f"  {RED}  DAEMON {self.daemon_of(key)} OFFLINE ({down.get('reason')}): "
                     f"this bed is not watched  {RESET}"
+                )
+            quiet = self.silent_for(key, now)
+            if quiet is not None:
+                lines.append(
+                    f"  {RED}  NO STATUS FOR {quiet:.0f} s: this bed is not watched  {RESET}"
                 )
             if ss.get("clonus"):
                 lines.append(
@@ -208,6 +242,9 @@ async def _consume(
                 if plain and line:
                     if topic.endswith("/event"):
                         line += f"  [{board.last_event_id}]"
+                    print(f"{time.strftime('%H:%M:%S')} {line}", file=out, flush=True)
+            if plain:
+                for line in board.newly_silent(time.monotonic()):
                     print(f"{time.strftime('%H:%M:%S')} {line}", file=out, flush=True)
             if not plain and time.monotonic() - last_draw > 0.25:
                 last_draw = time.monotonic()
