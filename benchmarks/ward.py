@@ -10,8 +10,10 @@ shared group "pager"; each is a process of its own that records every event it g
 
 Prints, per monitor, events decided (counted from the daemons' own logs) against events
 received (none lost, none twice), and the latency from the event's `time` (the wall
-clock when the daemon built it) to the monitor receiving it, p50/p99/max; the broker's
-CPU and memory; the daemons' RSS and CPU. Everything runs on this one machine, so the
+clock when the daemon built it, before its outbox write) to the monitor receiving it,
+p50/p99/max, beside the latency of a probe message published twice a second straight to
+the broker (the broker hop alone); the broker's CPU, memory and message rates (counted
+at the monitors); the daemons' RSS and CPU. Everything runs on this one machine, so the
 figures include the daemons, the broker and the monitors competing for its cores.
 Needs mosquitto (apt-get install mosquitto).
 """
@@ -24,6 +26,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from broker import Mosquitto  # type: ignore[import-not-found]
 
 PREFIX = "clonusd"
+PROBE = "clonusd-bench/probe"  # outside the clonusd tree
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -69,14 +73,19 @@ def monitor(port: int, out: Path, share: str | None) -> None:
     from clonusd.daemon.commands.monitor import subscriptions
 
     sink = out.open("w", buffering=1)
+    counted = [0]
 
     def on_connect(c: mqtt.Client, *_: Any) -> None:
-        for topic in subscriptions(PREFIX, share):
+        for topic in [*subscriptions(PREFIX, share), PROBE]:
             c.subscribe(topic, qos=1)
         sink.write(json.dumps({"connected": time.time()}) + "\n")
 
     def on_message(_c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
         now = time.time()
+        if msg.topic == PROBE:
+            sink.write(json.dumps({"probe": now - float(msg.payload)}) + "\n")
+            return
+        counted[0] += 1
         p = json.loads(msg.payload)
         if msg.topic.endswith("/availability"):
             sink.write(json.dumps({"daemon": p["daemon"], "state": p["state"]}) + "\n")
@@ -92,6 +101,33 @@ def monitor(port: int, out: Path, share: str | None) -> None:
     client.connect("127.0.0.1", port, keepalive=30)
     signal.signal(signal.SIGTERM, lambda *_: client.disconnect())
     client.loop_forever()
+    sink.write(json.dumps({"messages": counted[0]}) + "\n")
+
+
+class Probe:
+    """Publishes its own wall-clock time twice a second (QoS 1) beside the ward's traffic:
+    the broker hop alone, to set against the events' latency from the daemon's decision."""
+
+    def __init__(self, port: int) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-probe")
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            self.client.publish(PROBE, repr(time.time()), qos=1)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.client.loop_stop()
+        self.client.disconnect()
 
 
 # -- measuring ---------------------------------------------------------------------------
@@ -126,32 +162,6 @@ def decided(log: Path) -> dict[str, int]:
         if kind in CLONUS:
             kinds[kind] = kinds.get(kind, 0) + 1
     return kinds
-
-
-def broker_messages(port: int) -> tuple[int, int]:
-    """Mosquitto's own totals of PUBLISH packets received and sent ($SYS, updated every
-    10 s; broker/messages/* would count acknowledgements and pings too)."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    topics = ["$SYS/broker/publish/messages/received", "$SYS/broker/publish/messages/sent"]
-    got: dict[str, int] = {}
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-sys-{time.time_ns()}")
-
-    def on_connect(c: mqtt.Client, *_: Any) -> None:
-        for t in topics:
-            c.subscribe(t)
-
-    client.on_connect = on_connect
-    client.on_message = lambda _c, _u, m: got.__setitem__(m.topic, int(m.payload))
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    deadline = time.monotonic() + 15
-    while len(got) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    client.loop_stop()
-    client.disconnect()
-    return got.get(topics[0], 0), got.get(topics[1], 0)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -193,9 +203,9 @@ def main() -> None:
         time.sleep(0.3)  # a ward does not boot all its Pis in the same second
     broker_cpu0, t0 = cpu_s(broker.proc.pid), time.monotonic()
     daemon_cpu0 = sum(cpu_s(d.pid) for d in daemons)
-    msgs0 = broker_messages(broker.port)
+    probe = Probe(broker.port)
     time.sleep(seconds)
-    msgs1 = broker_messages(broker.port)
+    probe.stop()
     wall = time.monotonic() - t0
     broker_cpu = cpu_s(broker.proc.pid) - broker_cpu0
     daemon_cpu = sum(cpu_s(d.pid) for d in daemons) - daemon_cpu0
@@ -222,8 +232,13 @@ def main() -> None:
     print(f"{n} daemons ({bands} simulated 100 Hz bands), one Mosquitto, {wall:.0f} s measured")
     print(f"events decided: {total} ({', '.join(f'{k} {v}' for k, v in sorted(want.items()))})")
     print(f"daemons exited 0: {codes.count(0)}/{n}")
+    messages_in = messages_out = 0
     for name in monitors:
         rows = [json.loads(ln) for ln in (work / f"{name}.jsonl").read_text().splitlines()]
+        count = sum(r["messages"] for r in rows if "messages" in r)
+        messages_out += count
+        messages_in = max(messages_in, count if name.startswith("display") else 0)
+        hop = [1e3 * r["probe"] for r in rows if "probe" in r]
         online = {r["daemon"] for r in rows if r.get("state") == "online"}
         events = [r for r in rows if "id" in r]
         technical = len([r for r in events if r["event"] not in CLONUS])
@@ -244,11 +259,13 @@ def main() -> None:
                 f"; latency p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms, "
                 f"max {max(lat):.1f} ms"
             )
+        if hop:
+            line += f"; probe (broker hop) p50 {pct(hop, 50):.1f} ms, p99 {pct(hop, 99):.1f} ms"
         print(line)
-    rate_in, rate_out = ((b - a) / wall for a, b in zip(msgs0, msgs1, strict=True))
     print(
         f"broker: CPU {100 * broker_cpu / wall:.1f} % of one core, RSS {broker_rss:.1f} MiB "
-        f"(peak {broker_hwm:.1f} MiB), {rate_in:.1f} publishes/s in, {rate_out:.1f} out"
+        f"(peak {broker_hwm:.1f} MiB); {messages_in / wall:.1f} messages/s in (as a display "
+        f"received them), {messages_out / wall:.1f} out to the three monitors"
     )
     print(
         f"daemons: RSS mean {sum(rss) / len(rss):.0f} MiB, max {max(rss):.0f} MiB, "

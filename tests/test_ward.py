@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
 import pytest
 from broker import Daemon, Monitor, Mosquitto, Subscriber, can_set_hostname, write_config
+
+from clonusd.daemon.config import ConfigError, default_daemon_id, parse_config
 
 SPEED = 4.0
 
@@ -139,3 +142,16 @@ def test_shared_group_gets_each_event_once_and_displays_get_all(
         assert "daemon pi-bed-1 online" in text and "daemon pi-bed-2 online" in text, {
             n: m.text() for n, m in monitors.items()
         }
+
+
+def test_daemon_id_defaults_to_the_host_name_and_must_be_topic_safe() -> None:
+    sensors = (
+        '[[sensors]]\nid = "a"\nbed = "b"\nsite = "ankle"\n[sensors.source]\nkind = "simulated"\n'
+    )
+    cfg = parse_config(sensors)
+    assert cfg.daemon.id == default_daemon_id()
+    assert re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", cfg.daemon.id)
+    assert cfg.mqtt.client_id is None  # the publisher then uses clonusd-<daemon id>
+    for bad in ("bed/12", "ward+", "#", ""):
+        with pytest.raises(ConfigError, match=r"daemon\.id"):
+            parse_config(f'[daemon]\nid = "{bad}"\n' + sensors)
