@@ -66,6 +66,7 @@ def test_a_60_s_ward_network_cut_loses_nothing_and_keeps_the_order(tmp_path: Pat
     cfg = write_config(tmp_path / "c.toml", local.port, tmp_path / "state", eps)
     truth = Subscriber(local.port)  # what the daemon published, in its order
     at_ward = Subscriber(ward.port)
+    link_state = Subscriber(ward.port, "$SYS/broker/connection/+/state")  # the bridge's
     monitor = Monitor(ward.port)
     daemon = Daemon(cfg, 1.0)
     try:
@@ -90,6 +91,7 @@ def test_a_60_s_ward_network_cut_loses_nothing_and_keeps_the_order(tmp_path: Pat
             daemon.kill()
         truth.close()
         at_ward.close()
+        link_state.close()
         local.stop()
         link.close()
         ward.stop()
@@ -119,6 +121,11 @@ def test_a_60_s_ward_network_cut_loses_nothing_and_keeps_the_order(tmp_path: Pat
     text = monitor.text()
     assert "NO STATUS from bed-12 (ankle-l)" in text, text
     assert text.index("NO STATUS from bed-12") < text.index("status again from bed-12")
+    # At the ward, the link's own state (the bridge's last will there) went 1, 0, 1.
+    with link_state._lock:
+        states = [(at, p) for at, _, p, _ in link_state.messages]
+    assert [p for _, p in states][-3:] == [1, 0, 1], states
+    assert cut_at < states[-2][0] < restored_at
     # The bridge reconnected, to a session the ward broker kept (clean session 0), and
     # the local broker kept its queue on disk as configured.
     assert local.logs().count("Connecting bridge (step 1) ward") >= 2, local.logs()
