@@ -35,6 +35,16 @@ def dev_dir() -> Path:
     return DEV
 
 
+@pytest.fixture(autouse=True)
+def _end_processes():  # type: ignore[no-untyped-def]
+    """Every daemon and subscriber a test started ends with the test, pass or fail."""
+    yield
+    from broker import Daemon, Subscriber
+
+    Daemon.reap()
+    Subscriber.reap()
+
+
 @pytest.fixture
 def broker(tmp_path: Path):  # type: ignore[no-untyped-def]
     from broker import Mosquitto
