@@ -97,6 +97,8 @@ class EpisodeTracker:
         self._rhythm_end = -(10**9)  # last lobe of the last chain as long as an episode
         self._next_episode = 1
         self.noise_level = 0.0  # set by the detector, for the confidence figure
+        # Events carry the times of the beats they counted (offline review, not the live path).
+        self.report_beats = False
 
     @property
     def active(self) -> bool:
@@ -393,6 +395,8 @@ class EpisodeTracker:
             # None: no harmonic inside the band's recorded range, so the shape was not judged.
             h = self.chain.harmonics
             payload["harmonic_ratio"] = round(h, 4) if np.isfinite(h) else None
+        if self.report_beats:
+            payload["beat_times_s"] = [round(self.to_time(b.start_pos), 4) for b in beats]
         payload.update(extra)
         return EpisodeEvent(
             event=kind,  # type: ignore[arg-type]

@@ -18,10 +18,16 @@ def make_detector(rec: Recording, threshold_beats: int | None = None) -> ClonusD
 
 
 def replay_events(
-    rec: Recording, threshold_beats: int | None = None, chunk: int | None = None
+    rec: Recording,
+    threshold_beats: int | None = None,
+    chunk: int | None = None,
+    beat_times: bool = False,
 ) -> Iterator[dict[str, Any]]:
-    """Event payloads for `rec`, in order; `chunk` feeds that many samples per call."""
+    """Event payloads for `rec`, in order; `chunk` feeds that many samples per call.
+
+    `beat_times` adds each event's counted beats (`beat_times_s`), for review pictures."""
     det = make_detector(rec, threshold_beats)
+    det.episodes.report_beats = beat_times
     step = chunk or rec.t.size
     base = {"sensor": rec.sensor, "site": rec.site, "side": rec.side}
     for start in range(0, rec.t.size, step):
