@@ -12,7 +12,7 @@ the chain looks like clonus (rate, regularity, amplitude), the episode is declar
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from typing import Literal
 
@@ -30,6 +30,20 @@ class _Chain:
     episode: int | None = None  # set once declared sustained
     last_update_pos: int = 0
     harmonics: float | None = None  # cycle shape (dsp.waveform), judged once per chain
+    # An episode resumed after a break (see `_Held`): the earlier parts' beats, the time
+    # of the first beat, and whether a stretch set it off.
+    carried_beats: int = 0
+    first_t: float | None = None
+    first_elicited: bool = False
+
+
+@dataclass
+class _Held:
+    """The end of an episode whose rhythm broke, held for a re-arm time in case the
+    rhythm resumes: one uneven or missed cycle does not end clonus."""
+
+    end: EpisodeEvent
+    last_pos: int  # start of the episode's last lobe
 
 
 class EpisodeTracker:
@@ -67,6 +81,7 @@ class EpisodeTracker:
         shape: Callable[[int, float], float] | None = None,
         carry_max: int = 4,
         wiggle_ratio: float | None = None,
+        resume_beats: int = 2,
     ) -> None:
         self.p = params
         self.fs = fs
@@ -90,6 +105,7 @@ class EpisodeTracker:
         self.shape = shape
         self.carry_max = carry_max
         self.wiggle_ratio = wiggle_ratio
+        self.resume_beats = resume_beats
         self.min_period = fs / params.rate_hz[1]
         self.max_period = fs / params.rate_hz[0]
         self.chain = _Chain()
@@ -97,6 +113,7 @@ class EpisodeTracker:
         self._rhythm_end = -(10**9)  # last lobe of the last chain as long as an episode
         self._next_episode = 1
         self.noise_level = 0.0  # set by the detector, for the confidence figure
+        self._held: _Held | None = None
         # Events carry the times of the beats they counted (offline review, not the live path).
         self.report_beats = False
 
@@ -178,21 +195,30 @@ class EpisodeTracker:
 
     def tick(self, pos: int) -> list[EpisodeEvent]:
         """Called at fixed positions as time passes: ends a chain whose rhythm stopped."""
+        events = self._release_held(pos)
         lobes = self.chain.lobes
         if not lobes:
-            return []
+            return events
         periods = self._periods(self._core())
         limit = max(2.0 * median(periods) if periods.size else 0.0, self.max_period)
         if pos - lobes[-1].start_pos > 1.25 * limit:
-            return self._finish(pos)
+            return events + self._finish(pos)
         if self.sustained and pos - self.chain.last_update_pos >= self.update_interval:
             self.chain.last_update_pos = pos
-            return [self._event("clonus.update", pos)]
-        return []
+            events.append(self._event("clonus.update", pos))
+        return events
+
+    def _release_held(self, pos: int, now: bool = False) -> list[EpisodeEvent]:
+        """The held end, once the rhythm has not resumed within the re-arm time."""
+        held = self._held
+        if held is None or not (now or pos - held.last_pos >= self.rearm):
+            return []
+        self._held = None
+        return [replace(held.end, t=self.to_time(pos))]
 
     def force_end(self, pos: int, reason: str) -> list[EpisodeEvent]:
         """End whatever is in progress now (signal lost, shutdown)."""
-        return self._finish(pos, reason=reason)
+        return self._release_held(pos, now=True) + self._finish(pos, reason=reason)
 
     # -- chain rules ---------------------------------------------------------------------
 
@@ -331,6 +357,8 @@ class EpisodeTracker:
             return []
         core = self._core()
         beats = len(self._beat_lobes(core))
+        if self._resumes(beats):
+            return []
         if beats <= self.p.threshold_beats:
             return []
         if self.chain.lobes[0].start_pos - self._rhythm_end < self.rearm:
@@ -344,6 +372,24 @@ class EpisodeTracker:
         self._next_episode += 1
         self.chain.last_update_pos = pos
         return [self._event("clonus.onset", pos)]
+
+    def _resumes(self, beats: int) -> bool:
+        """A chain that reached a few beats right after an episode's rhythm broke (within
+        the re-arm time) carries that episode on: the held end is dropped, and this chain's
+        events count the beats of both parts."""
+        held = self._held
+        if held is None or beats < self.resume_beats:
+            return False
+        if self.chain.lobes[0].start_pos - held.last_pos >= self.rearm:
+            return False
+        self._held = None
+        chain = self.chain
+        chain.episode = held.end.episode
+        chain.carried_beats = held.end.beats
+        chain.first_t = held.end.onset_t
+        chain.first_elicited = held.end.elicited
+        chain.last_update_pos = chain.lobes[-1].start_pos
+        return True
 
     def _looks_like_clonus(self, core: list[Lobe]) -> bool:
         periods = self._periods(core)
@@ -377,8 +423,9 @@ class EpisodeTracker:
         core = self._core()
         beats = self._beat_lobes(core)
         periods = self._periods(core)
-        first_t = self.to_time(beats[0].start_pos)
-        last_t = self.to_time(beats[-1].start_pos)
+        chain = self.chain
+        first_t = chain.first_t if chain.first_t is not None else self.to_time(beats[0].start_pos)
+        last_t = self.to_time(beats[-1].start_pos) if beats else first_t
         duration = last_t - first_t
         if periods.size:
             mean_period = float(np.mean(periods))
@@ -402,7 +449,7 @@ class EpisodeTracker:
             event=kind,  # type: ignore[arg-type]
             t=self.to_time(pos),
             episode=self.chain.episode or 0,
-            beats=len(beats),
+            beats=chain.carried_beats + len(beats),
             frequency_hz=freq,
             amplitude=amp,
             amplitude_unit=self.amplitude_unit,
@@ -411,14 +458,21 @@ class EpisodeTracker:
             onset_t=first_t,
             last_beat_t=last_t,
             duration_s=duration,
-            elicited=bool(core) and core[0] is not self.chain.lobes[0],
+            elicited=chain.first_elicited
+            if chain.first_t is not None
+            else bool(core) and core[0] is not chain.lobes[0],
             extra=payload,
         )
 
     def _finish(self, pos: int, reason: str = "rhythm_stopped") -> list[EpisodeEvent]:
         events: list[EpisodeEvent] = []
         if self.sustained:
-            events.append(self._event("clonus.end", pos, end_reason=reason))
+            end = self._event("clonus.end", pos, end_reason=reason)
+            if reason == "rhythm_stopped":
+                # Not yet: the rhythm may resume within the re-arm time (`_resumes`).
+                self._held = _Held(end, self.chain.lobes[-1].start_pos)
+            else:
+                events.append(end)
         lobes = self.chain.lobes
         if lobes and (
             len(lobes) > 2 * self.p.threshold_beats

@@ -186,6 +186,34 @@ def test_a_long_episode_that_stumbles_raises_one_alarm(dev_dir: Path) -> None:
     assert len(_onsets(_run(make_detector(rec), t, x))) == 1
 
 
+def test_a_long_episode_that_stumbles_is_counted_whole(dev_dir: Path) -> None:
+    """The end event of an episode whose rhythm broke and resumed within the re-arm time
+    counts both parts (it counted 10 of these 45 beats when the break ended it), and the
+    parts make one episode: one onset, one end."""
+    rec = load_recording(dev_dir / "imu-knee-013.csv")
+    lab = next(lab for lab in rec.meta["labels"] if abs(lab["onset_s"] - 46.0) < 0.2)
+    t, x = _slice(rec, lab["onset_s"] - 3.0, lab["end_s"] + 2.0)
+    events = _run(make_detector(rec), t, x)
+    (onset,) = _onsets(events)
+    (end,) = [e for e in events if e.event == "clonus.end"]
+    assert end.episode == onset.episode
+    assert abs(end.beats - lab["beats"]) <= 1
+    assert end.onset_t == pytest.approx(onset.onset_t)
+    assert end.t >= end.last_beat_t + 1.0  # held for the re-arm time before it ended
+
+
+def test_rhythm_resuming_after_the_re_arm_time_is_a_new_episode() -> None:
+    """Two 8-beat episodes 1.5 s apart are two alarms and two ends, not one."""
+    t1, x1, _ = clonus_band("imu6", 8, seed=4, tail_s=1.5)
+    t2, x2, _ = clonus_band("imu6", 8, seed=4, lead_s=0.2)
+    t = np.concatenate([t1, t2 + t1[-1] + 1 / 200.0])
+    x = np.concatenate([x1, x2])
+    events = _run(ClonusDetector("imu6", site_params("ankle"), 200.0), t, x)
+    ends = [e for e in events if e.event == "clonus.end"]
+    assert len(_onsets(events)) == 2 and len(ends) == 2
+    assert all(abs(e.beats - 8) <= 1 for e in ends)
+
+
 def test_an_emg_burst_a_third_smaller_than_the_one_before_is_still_a_beat(
     dev_dir: Path,
 ) -> None:
