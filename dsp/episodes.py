@@ -30,6 +30,7 @@ class _Chain:
     episode: int | None = None  # set once declared sustained
     last_update_pos: int = 0
     harmonics: float | None = None  # cycle shape (dsp.waveform), judged once per chain
+    floor: float | None = None  # EMG envelope floor between bursts, judged once per chain
     # An episode resumed after a break (see `_Held`): the earlier parts' beats, the time
     # of the first beat, and whether a stretch set it off.
     carried_beats: int = 0
@@ -82,6 +83,7 @@ class EpisodeTracker:
         carry_max: int = 4,
         wiggle_ratio: float | None = None,
         resume_beats: int = 2,
+        envelope_floor: Callable[[int, int], float] | None = None,
     ) -> None:
         self.p = params
         self.fs = fs
@@ -106,6 +108,7 @@ class EpisodeTracker:
         self.carry_max = carry_max
         self.wiggle_ratio = wiggle_ratio
         self.resume_beats = resume_beats
+        self.envelope_floor = envelope_floor
         self.min_period = fs / params.rate_hz[1]
         self.max_period = fs / params.rate_hz[0]
         self.chain = _Chain()
@@ -368,6 +371,8 @@ class EpisodeTracker:
             return []
         if not self._looks_like_clonus(core) or not self._clonic_shape(core, pos):
             return []
+        if not self._rests_between_bursts(core, pos):
+            return []
         self.chain.episode = self._next_episode
         self._next_episode += 1
         self.chain.last_update_pos = pos
@@ -411,6 +416,15 @@ class EpisodeTracker:
             self.chain.harmonics = self.shape(pos, median(self._periods(core)))
         return self.chain.harmonics >= self.p.min_harmonic_ratio
 
+    def _rests_between_bursts(self, core: list[Lobe], pos: int) -> bool:
+        """EMG: the envelope falls back to rest between bursts (see
+        `SiteParams.max_envelope_floor`). Judged once per chain, like the shape."""
+        if self.envelope_floor is None:
+            return True
+        if self.chain.floor is None:
+            self.chain.floor = self.envelope_floor(core[0].start_pos, pos)
+        return self.chain.floor <= self.p.max_envelope_floor
+
     # -- figures -------------------------------------------------------------------------
 
     @staticmethod
@@ -442,6 +456,8 @@ class EpisodeTracker:
             # None: no harmonic inside the band's recorded range, so the shape was not judged.
             h = self.chain.harmonics
             payload["harmonic_ratio"] = round(h, 4) if np.isfinite(h) else None
+        if self.chain.floor is not None:
+            payload["envelope_floor"] = round(self.chain.floor, 4)
         if self.report_beats:
             payload["beat_times_s"] = [round(self.to_time(b.start_pos), 4) for b in beats]
         payload.update(extra)

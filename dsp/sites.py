@@ -35,6 +35,11 @@ class SiteParams:
     # 0.01-0.02 or more; a clean sine (vibration, the evenest tremor or tapping) under
     # 0.005. 0 turns the check off.
     min_harmonic_ratio: float = 0.003
+    # EMG only: a reflex burst is tens of ms long with a silent period after it, so the
+    # envelope of a clonic chain drops back to rest between bursts. When its quietest tenth
+    # stays above this share of its bursts' level (90th percentile), the muscle never
+    # rested: voluntary or tonic activity, not clonus. 1 turns the check off.
+    max_envelope_floor: float = 0.25
 
     def with_overrides(self, **changes: object) -> SiteParams:
         """A copy with some fields replaced (config overrides)."""

@@ -395,3 +395,44 @@ def test_small_calls_are_held_until_enough_arrive_and_flush_runs_them() -> None:
     det.process(np.array([1.0]), np.zeros((1, 6)))
     det.flush()
     assert det.stats.samples == hold
+
+
+# -- EMG: reflex bursts rest in between ----------------------------------------------------
+
+
+def _emg_train(rest: float, beats: int = 10, f: float = 7.0, seed: int = 0) -> tuple[Any, Any]:
+    """Surface EMG at 1 kHz: `beats` 30 ms bursts at `f` Hz on band-limited noise, with the
+    muscle kept active at `rest` of the burst amplitude in between (0: silent periods,
+    reflex-like; 0.7: cyclic voluntary effort that never lets go)."""
+    from scipy import signal
+
+    fs = 1000.0
+    rng = np.random.default_rng(seed)
+    t = np.arange(int((4.0 + beats / f) * fs)) / fs
+    sos = signal.butter(4, [30, 250], btype="band", fs=fs, output="sos")
+    carrier = signal.sosfilt(sos, rng.standard_normal(t.size))
+    carrier /= carrier.std()
+    bursts = sum(np.exp(-0.5 * ((t - 2.0 - (k + 0.5) / f) / 0.03) ** 2) for k in range(beats))
+    active = (t >= 2.0) & (t < 2.0 + beats / f)
+    env = np.where(active, rest + (1 - rest) * bursts, bursts)
+    x = 0.5 * env * carrier + 0.01 * rng.standard_normal(t.size)
+    return t, x[:, None]
+
+
+@pytest.mark.parametrize("rest", [0.6, 0.7])
+def test_emg_that_never_rests_between_bursts_is_not_clonus(rest: float) -> None:
+    """Cyclic voluntary effort (or tonic drive) keeps the envelope up between bursts;
+    reflex clonus bursts are short with silent periods after them. Without the check this
+    train alarms."""
+    t, x = _emg_train(rest)
+    params = site_params("wrist")
+    unchecked = ClonusDetector("emg", params.with_overrides(max_envelope_floor=1.0), 1000.0)
+    (onset,) = _onsets(_run(unchecked, t, x))
+    assert onset.extra["envelope_floor"] > params.max_envelope_floor
+    assert not _onsets(_run(ClonusDetector("emg", params, 1000.0), t, x))
+
+
+def test_emg_bursts_with_silent_periods_between_are_clonus() -> None:
+    t, x = _emg_train(0.0)
+    (onset,) = _onsets(_run(ClonusDetector("emg", site_params("wrist"), 1000.0), t, x))
+    assert onset.extra["envelope_floor"] < 0.05
