@@ -78,6 +78,7 @@ class ClonusDetector:
             self.frontend = EmgFrontEnd(fs, params.band_hz, self.n_channels)
             beat_fs = self.frontend.out_fs
             floor, unit, counting = 0.0, "a.u.", "positive"
+            key = ""
         else:
             self.frontend = MotionFrontEnd(fs, params.band_hz)
             beat_fs = fs
@@ -101,6 +102,8 @@ class ClonusDetector:
             # Accelerometers see harmonics amplified; a gyroscope's dips are real cycles.
             wiggle_ratio=0.25 if sensor == "acc3" else None,
             envelope_floor=self._envelope_floor if sensor == "emg" else None,
+            max_excursion=params.max_excursion.get(key, np.inf) if key else np.inf,
+            excursion_power=2 if sensor == "acc3" else 1,
         )
         # Beat-stage sample times, for reporting; long enough for a long episode.
         self._times = RingBuffer(round(900 * beat_fs), 1)

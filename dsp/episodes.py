@@ -84,6 +84,8 @@ class EpisodeTracker:
         wiggle_ratio: float | None = None,
         resume_beats: int = 2,
         envelope_floor: Callable[[int, int], float] | None = None,
+        max_excursion: float = float("inf"),
+        excursion_power: int = 1,
     ) -> None:
         self.p = params
         self.fs = fs
@@ -109,6 +111,8 @@ class EpisodeTracker:
         self.wiggle_ratio = wiggle_ratio
         self.resume_beats = resume_beats
         self.envelope_floor = envelope_floor
+        self.max_excursion = max_excursion
+        self.excursion_power = excursion_power
         self.min_period = fs / params.rate_hz[1]
         self.max_period = fs / params.rate_hz[0]
         self.chain = _Chain()
@@ -403,7 +407,10 @@ class EpisodeTracker:
         rate = self.fs / median(periods)
         if not self.p.rate_hz[0] <= rate <= self.p.rate_hz[1]:
             return False
-        return self._amplitude(core) >= self.amplitude_floor
+        amp = self._amplitude(core)
+        # The swing: velocity / w (gyroscope) or acceleration / w^2 (accelerometer).
+        swing = amp / (2 * np.pi * rate) ** self.excursion_power
+        return self.amplitude_floor <= amp and swing <= self.max_excursion
 
     def _clonic_shape(self, core: list[Lobe], pos: int) -> bool:
         """The cycles are not a clean sine (motion only; see `dsp.waveform`).

@@ -40,6 +40,12 @@ class SiteParams:
     # stays above this share of its bursts' level (90th percentile), the muscle never
     # rested: voluntary or tonic activity, not clonus. 1 turns the check off.
     max_envelope_floor: float = 0.25
+    # Motion only: the largest swing clonus makes, as half the peak-to-peak excursion at
+    # the beat rate: gyro degrees of rotation, acc metres of travel (acceleration / w^2).
+    # Clonus is a small reflex oscillation (a few degrees; the physics table in the notes
+    # goes to +-15 deg, 3.9 cm at a 15 cm lever on the foot, and a shank or wrist band
+    # travels far less); a limb shaken at 3 g and 4.5 Hz (3.7 cm) is moved on purpose.
+    max_excursion: dict[str, float] = field(default_factory=lambda: {"gyr": 20.0, "acc": 0.025})
 
     def with_overrides(self, **changes: object) -> SiteParams:
         """A copy with some fields replaced (config overrides)."""

@@ -436,3 +436,24 @@ def test_emg_bursts_with_silent_periods_between_are_clonus() -> None:
     t, x = _emg_train(0.0)
     (onset,) = _onsets(_run(ClonusDetector("emg", site_params("wrist"), 1000.0), t, x))
     assert onset.extra["envelope_floor"] < 0.05
+
+
+# -- motion: clonus is a small oscillation ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sensor", "shaken", "clonic"), [("acc3", 600.0, 300.0), ("imu6", 900.0, 400.0)]
+)
+def test_a_limb_shaken_hard_is_not_clonus_but_large_clonus_still_is(
+    sensor: str, shaken: float, clonic: float
+) -> None:
+    """19 cycles at 4.5 Hz with a quick phase, after a stretch: at 600 deg/s (3 g at the
+    band, 3.9 cm of travel; 29 deg for a gyroscope at 900 deg/s) it is voluntary shaking,
+    at half of that it is still clonus."""
+    params = site_params("wrist")
+    unchecked = params.with_overrides(max_excursion={"gyr": np.inf, "acc": np.inf})
+    t, x, _ = clonus_band(sensor, 19, freq=4.5, amp=shaken, seed=2)
+    assert _onsets(_run(ClonusDetector(sensor, unchecked, 200.0), t, x))
+    assert not _onsets(_run(ClonusDetector(sensor, params, 200.0), t, x))
+    t, x, _ = clonus_band(sensor, 19, freq=4.5, amp=clonic, seed=2)
+    assert len(_onsets(_run(ClonusDetector(sensor, params, 200.0), t, x))) == 1
