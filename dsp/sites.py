@@ -33,8 +33,9 @@ class SiteParams:
     # Motion only: a chain whose cycle is a cleaner sine than this (harmonic power over
     # fundamental, see dsp.waveform) is not alarmed. A 45/55 clonic cycle measures
     # 0.01-0.02 or more; a clean sine (vibration, the evenest tremor or tapping) under
-    # 0.005. 0 turns the check off.
-    min_harmonic_ratio: float = 0.003
+    # 0.005, which is where the line is (the daemon's own simulated band loses its first
+    # clonus episode at 0.006). 0 turns the check off.
+    min_harmonic_ratio: float = 0.005
     # EMG only: a reflex burst is tens of ms long with a silent period after it, so the
     # envelope of a clonic chain drops back to rest between bursts. When its quietest tenth
     # stays above this share of its bursts' level (90th percentile), the muscle never
