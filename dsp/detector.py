@@ -253,7 +253,6 @@ class ClonusDetector:
             self._hop_rms.push(np.array([rms]))
             self._sigma = median(self._hop_rms.latest())  # changes only here
         sigma = self._sigma
-        self.episodes.noise_level = sigma
         self._threshold = max(
             self.noise_k * sigma, self.floor_fraction * self.amplitude_floor, 1e-12
         )

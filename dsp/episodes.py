@@ -119,7 +119,6 @@ class EpisodeTracker:
         self.rearm = round(rearm_s * fs)
         self._rhythm_end = -(10**9)  # last lobe of the last chain as long as an episode
         self._next_episode = 1
-        self.noise_level = 0.0  # set by the detector, for the confidence figure
         self._held: _Held | None = None
         # Events carry the times of the beats they counted (offline review, not the live path).
         self.report_beats = False
@@ -456,8 +455,6 @@ class EpisodeTracker:
             cv, freq = 1.0, 0.0
         regularity = max(0.0, 1.0 - cv)
         amp = self._amplitude(core)
-        snr = amp / self.noise_level if self.noise_level > 0 else 10.0
-        confidence = regularity * float(np.clip((snr - 2.0) / 8.0, 0.0, 1.0))
         payload: dict[str, object] = {"scats_clonus": scats_class(duration)}
         if self.chain.harmonics is not None:
             # None: no harmonic inside the band's recorded range, so the shape was not judged.
@@ -477,7 +474,6 @@ class EpisodeTracker:
             amplitude=amp,
             amplitude_unit=self.amplitude_unit,
             regularity=regularity,
-            confidence=confidence,
             onset_t=first_t,
             last_beat_t=last_t,
             duration_s=duration,

@@ -24,7 +24,7 @@ def test_replay_prints_one_json_event_per_line() -> None:
         assert end["episode"] == onset["episode"]
         assert abs(end["beats"] - lab["beats"]) <= 1
         assert abs(end["frequency_hz"] - lab["frequency_hz"]) < 0.5
-        for key in ("amplitude", "regularity", "confidence", "duration_s", "site", "sensor"):
+        for key in ("amplitude", "regularity", "duration_s", "site", "sensor"):
             assert key in end
     updates = [e for e in events if e["event"] == "clonus.update"]
     assert updates and all(u["episode"] in {o["episode"] for o in onsets} for u in updates)

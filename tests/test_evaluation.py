@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from clonusd.daemon.commands.evaluate import calibration, garwood, quantile_ci, wilson
+from clonusd.daemon.commands.evaluate import garwood, quantile_ci, wilson
 
 
 def test_wilson_interval_matches_the_closed_form() -> None:
@@ -35,9 +35,3 @@ def test_quantile_interval_brackets_the_quantile_and_needs_enough_values() -> No
     assert low < float(np.median(values)) < high and high - low < 0.15
     # 20 values cannot bound a 95th percentile from above: 0.95^20 > 0.025.
     assert quantile_ci(values[:20], 0.95) is None
-
-
-def test_calibration_bins_onsets_by_confidence() -> None:
-    rows = calibration([(0.9, True), (0.95, False), (0.1, False), (1.0, True)])
-    assert [r["onsets"] for r in rows] == [1, 3]
-    assert rows[1]["true_share"] == round(2 / 3, 4)

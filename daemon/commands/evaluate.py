@@ -17,7 +17,6 @@ a figure from a handful of recordings is an anecdote, and the intervals say so.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,8 +93,6 @@ class Score:
     # False alarms and hours of each confounder kind ("quiet": outside any confounder).
     alarms_by_kind: dict[str, int] = field(default_factory=dict)
     hours_by_kind: dict[str, float] = field(default_factory=dict)
-    # Onsets the detector raised: (confidence, true) for the calibration table.
-    onsets: list[tuple[float, bool]] = field(default_factory=list)
 
     def add(self, other: Score) -> None:
         for name in (
@@ -114,7 +111,6 @@ class Score:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.latencies += other.latencies
         self.problems += other.problems
-        self.onsets += other.onsets
         for kind, n in other.alarms_by_kind.items():
             self.alarms_by_kind[kind] = self.alarms_by_kind.get(kind, 0) + n
         for kind, h in other.hours_by_kind.items():
@@ -205,7 +201,6 @@ def score_recording(path: Path, score: Score, threshold_beats: int | None = None
     score.hours_by_kind["quiet"] = score.hours_by_kind.get("quiet", 0.0) + max(
         0.0, rec.duration_s / 3600.0 - covered
     )
-    true_onsets: set[int] = set()
     used: set[int] = set()
     name = path.stem
     for lab in labels:
@@ -216,7 +211,6 @@ def score_recording(path: Path, score: Score, threshold_beats: int | None = None
             if hits:
                 score.detected += 1
                 first = hits[0]
-                true_onsets.add(id(first))
                 score.latencies.append(first["t"] - lo)
                 score.duplicates += len(hits) - 1
                 used.update(id(e) for e in hits)
@@ -248,7 +242,6 @@ def score_recording(path: Path, score: Score, threshold_beats: int | None = None
             else:
                 score.rejected += 1
     for e in onsets:
-        score.onsets.append((float(e.get("confidence", np.nan)), id(e) in true_onsets))
         if id(e) in used:
             continue
         kinds = [c["kind"] for c in confounders if c["onset_s"] - 0.5 <= e["t"] <= c["end_s"] + 1.0]
@@ -299,38 +292,11 @@ class Evaluation:
         out["by_sensor"] = {
             kind: self.by_sensor[kind].summary() for kind in SENSOR_KINDS if kind in self.by_sensor
         }
-        out["confidence_calibration"] = calibration(self.overall.onsets)
         return out
 
     @property
     def problems(self) -> list[str]:
         return self.overall.problems
-
-
-def calibration(onsets: Iterable[tuple[float, bool]], bins: int = 5) -> list[dict[str, Any]]:
-    """Onsets binned by the `confidence` they carried: how many, and what share were true
-    (with a Wilson interval). A calibrated confidence has each bin's share near its mean."""
-    pairs = [(c, ok) for c, ok in onsets if np.isfinite(c)]
-    out: list[dict[str, Any]] = []
-    if not pairs:
-        return out
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    for i in range(bins):
-        lo, hi = edges[i], edges[i + 1]
-        inside = [(c, ok) for c, ok in pairs if lo <= c < hi or (i == bins - 1 and c == hi)]
-        if not inside:
-            continue
-        true = sum(ok for _, ok in inside)
-        out.append(
-            {
-                "confidence": [round(float(lo), 2), round(float(hi), 2)],
-                "mean_confidence": round(float(np.mean([c for c, _ in inside])), 3),
-                "onsets": len(inside),
-                "true_share": round(true / len(inside), 4),
-                "true_share_ci95": _round(wilson(true, len(inside))),
-            }
-        )
-    return out
 
 
 def recordings(directory: Path) -> list[Path]:
@@ -397,17 +363,6 @@ def format_table(summary: dict[str, Any]) -> str:
         per = s.get("false_alarms_by_confounder", {})
         text = ", ".join(f"{k} {v['false_alarms']}" for k, v in per.items() if v["false_alarms"])
         lines.append(f"  {name}: {text or 'none'}")
-    cal = summary.get("confidence_calibration")
-    if cal:
-        lines.append("")
-        lines.append("Confidence calibration (share of onsets that were true, per bin)")
-        for row in cal:
-            ci = row["true_share_ci95"]
-            lines.append(
-                f"  {row['confidence'][0]:.1f}-{row['confidence'][1]:.1f}: {row['onsets']:>4}"
-                f" onsets, mean {row['mean_confidence']:.3f}, true {row['true_share']:.3f}"
-                f" [{ci[0]:.3f}, {ci[1]:.3f}]"
-            )
     return "\n".join(lines)
 
 
