@@ -322,16 +322,15 @@ class EpisodeTracker:
 
     def _beat_lobes(self, core: list[Lobe]) -> list[Lobe]:
         known = [lb for lb in core if lb.closed]
-        if self.counting == "positive":
-            return [lb for lb in known if lb.sign > 0]
         if not known:
             return []
-        # Motion: one contraction per cycle, counted on the cycle's quick phase (the
-        # plantarflexion jerk, ~45 % of the period); see `polarity`.
-        sign = self._beat_sign(known)
+        # EMG: one burst per contraction. Motion: one contraction per cycle, counted on the
+        # cycle's quick phase (the plantarflexion jerk, ~45 % of the period); see `polarity`.
+        sign = 1 if self.counting == "positive" else self._beat_sign(known)
         beats = [lb for lb in known if lb.sign == sign]
         # Filter start-up shrinks the first beat: a smaller lobe of the beat's sign just
-        # before the core is that first contraction, not lead-in.
+        # before the core is that first contraction (the first EMG burst, seen through the
+        # band-pass from rest), not lead-in.
         lobes = self.chain.lobes
         first = lobes.index(core[0])
         if (
