@@ -122,6 +122,8 @@ class EpisodeTracker:
         self._held: _Held | None = None
         # Events carry the times of the beats they counted (offline review, not the live path).
         self.report_beats = False
+        # With report_beats: beat times of chains that ended without an episode, for review.
+        self.unreported: list[list[float]] = []
 
     @property
     def active(self) -> bool:
@@ -484,6 +486,10 @@ class EpisodeTracker:
 
     def _finish(self, pos: int, reason: str = "rhythm_stopped") -> list[EpisodeEvent]:
         events: list[EpisodeEvent] = []
+        if self.report_beats and not self.sustained and self.chain.lobes:
+            beats = self._beat_lobes(self._core())
+            if beats:
+                self.unreported.append([round(self.to_time(b.start_pos), 4) for b in beats])
         if self.sustained:
             end = self._event("clonus.end", pos, end_reason=reason)
             if reason == "rhythm_stopped":

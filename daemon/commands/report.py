@@ -101,8 +101,10 @@ def _plot_case(
                 fontsize=8,
             )
     detected: set[float] = set()
+    unreported: set[float] = set()
     for e in events:
-        detected.update(bt for bt in e.get("beat_times_s", []) if t0 <= bt <= t1)
+        beats = [bt for bt in e.get("beat_times_s", []) if t0 <= bt <= t1]
+        (unreported if e["event"] == "review.chain" else detected).update(beats)
         colour = {"clonus.onset": "tab:red", "clonus.end": "tab:purple"}.get(e["event"])
         if colour is None or not t0 <= e["t"] <= t1:
             continue
@@ -118,13 +120,15 @@ def _plot_case(
         )
     for bt in sorted(detected):
         ax.plot([bt], [0.03], marker="^", color="tab:red", transform=ax.get_xaxis_transform())
+    for bt in sorted(unreported):
+        ax.plot([bt], [0.03], marker="^", color="grey", transform=ax.get_xaxis_transform())
     ax.set_xlim(t0, t1)
     ax.set_xlabel("t (s, sensor clock)")
     ax.set_ylabel(unit)
     ax.set_title(
-        title
-        + "  (green: labelled beats, 6th thick; red triangles: detected beats; dashed: onset/end)",
-        fontsize=9,
+        title + "  (green: labelled beats, 6th thick; triangles: counted beats, red in an episode,"
+        " grey in a chain that raised nothing; dashed: onset/end)",
+        fontsize=8,
     )
     fig.tight_layout()
     fig.savefig(path)
