@@ -52,7 +52,6 @@ def test_sustained_episode_reaches_subscriber_and_short_one_reaches_no_one(
             "site",
             "side",
             "frequency_hz",
-            "confidence",
         ):
             assert key in onset
     assert len({e["id"] for e in events}) == len(events)
