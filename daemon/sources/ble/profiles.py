@@ -92,6 +92,7 @@ class BandProfile:
         self.fs = float(cfg.rate)
         self.n_channels = 6 if self.sensor == "imu6" else 3 if self.sensor == "acc3" else 1
         self.stats = ParserStats()
+        self.last_data_at: float | None = None  # host time of the last notification
         self._emit: Emit | None = None
         self.device_clock = DeviceClock()
         self.host_clock = HostClock(self.fs)
@@ -114,7 +115,7 @@ class BandProfile:
         return None
 
     def _on_data(self, _c: object, data: bytearray) -> None:
-        now = time.monotonic()
+        now = self.last_data_at = time.monotonic()
         for s in self.parser.feed(bytes(data)):
             self._send(s, now)
 
@@ -175,7 +176,8 @@ class PolarProfile(BandProfile):
         for p in self.parsers.values():
             p.stats = self.stats  # one count of malformed frames for the band
         self._replies: asyncio.Queue[polar.ControlResponse] = asyncio.Queue()
-        self._pending: dict[int, list[tuple[FloatArray, FloatArray]]] = {}
+        self._pending: dict[int, tuple[FloatArray, FloatArray]] = {}
+        self.unpaired = 0  # samples whose pair the other stream lost
 
     def _on_control(self, _c: object, data: bytearray) -> None:
         reply = polar.parse_control(bytes(data))
@@ -185,7 +187,7 @@ class PolarProfile(BandProfile):
         self._replies.put_nowait(reply)
 
     def _on_data(self, _c: object, data: bytearray) -> None:
-        now = time.monotonic()
+        now = self.last_data_at = time.monotonic()
         mtype = data[0] & 0x3F if data else -1
         parser = self.parsers.get(mtype)
         if parser is None:
@@ -202,23 +204,44 @@ class PolarProfile(BandProfile):
                 self._merge(mtype, s.device_t, values, now)
 
     def _merge(self, mtype: int, t: FloatArray, values: FloatArray, now: float) -> None:
-        """ACC and GYRO arrive as separate frames at the same rate: pair them in order.
-        If one stream stops, the other's backlog is bounded to two seconds."""
-        queue = self._pending.setdefault(mtype, [])
-        queue.append((t, values))
+        """ACC and GYRO arrive as separate frames, each stamped by the band's clock: pair
+        their samples by time (within half a period). A sample the other stream has gone
+        past without a partner lost it to a dropped frame: it is left out, so the loss is
+        a gap in the paired stream, never a shift of one stream against the other. What
+        the other stream has not reached yet waits, for at most two seconds."""
+        old_t, old_v = self._pending.get(mtype, (t[:0], values[:0]))
+        self._pending[mtype] = (np.concatenate([old_t, t]), np.vstack([old_v, values]))
         acc, gyr = self._pending.get(polar.ACC), self._pending.get(polar.GYRO)
-        if not acc or not gyr:
-            limit = int(2 * self.fs)
-            while sum(v.shape[0] for _, v in queue) > limit:
-                dropped = queue.pop(0)[1].shape[0]
-                self.stats.bad(f"{dropped} samples without their pair from the other stream")
+        if acc is None or gyr is None or not acc[0].size or not gyr[0].size:
+            self._bound()
             return
-        at, av = np.concatenate([a[0] for a in acc]), np.vstack([a[1] for a in acc])
-        gt, gv = np.concatenate([g[0] for g in gyr]), np.vstack([g[1] for g in gyr])
-        n = min(av.shape[0], gv.shape[0])
-        self._pending[polar.ACC] = [(at[n:], av[n:])] if av.shape[0] > n else []
-        self._pending[polar.GYRO] = [(gt[n:], gv[n:])] if gv.shape[0] > n else []
-        self._send(BandSamples(n, at[:n], acc=av[:n], gyr=gv[:n]), now)
+        (at, av), (gt, gv) = acc, gyr
+        tol = 0.5 / self.fs
+        horizon = min(at[-1], gt[-1]) + tol  # past this the other stream may still come
+        j = np.clip(np.searchsorted(gt, at), 1, gt.size) - 1
+        nxt = np.minimum(j + 1, gt.size - 1)
+        pick = np.where(np.abs(gt[nxt] - at) < np.abs(gt[j] - at), nxt, j)
+        paired = np.abs(gt[pick] - at) <= tol
+        ready_a, ready_g = at <= horizon, gt <= horizon
+        use = paired & ready_a
+        taken = np.zeros(gt.size, dtype=bool)
+        taken[pick[use]] = True
+        self.unpaired += int(np.count_nonzero(ready_a & ~use))
+        self.unpaired += int(np.count_nonzero(ready_g & ~taken))
+        self._pending[polar.ACC] = (at[~ready_a], av[~ready_a])
+        self._pending[polar.GYRO] = (gt[~ready_g], gv[~ready_g])
+        n = int(np.count_nonzero(use))
+        if n:
+            self._send(BandSamples(n, at[use], acc=av[use], gyr=gv[pick[use]]), now)
+        self._bound()
+
+    def _bound(self) -> None:
+        """A stream that stopped must not let the other's backlog grow without end."""
+        limit = int(2 * self.fs)
+        for mtype, (t, v) in self._pending.items():
+            if t.size > limit:
+                self.unpaired += t.size - limit
+                self._pending[mtype] = (t[-limit:], v[-limit:])
 
     async def _command(self, client: BleakClient, data: bytes) -> polar.ControlResponse:
         while not self._replies.empty():

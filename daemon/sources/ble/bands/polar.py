@@ -127,6 +127,8 @@ def decode_delta(content: bytes, channels: int, resolution: int) -> np.ndarray:
         o += 2
         if bits_w == 0 or bits_w > 32:
             raise ValueError(f"delta width {bits_w} bits")
+        if count == 0:
+            raise ValueError("delta block of 0 samples")
         nbytes = (bits_w * channels * count + 7) // 8
         if o + nbytes > len(content):
             raise ValueError("truncated delta block")
@@ -140,7 +142,15 @@ def decode_delta(content: bytes, channels: int, resolution: int) -> np.ndarray:
 
 
 class PolarParser:
-    """Decodes data frames of one measurement type (ACC or GYRO) into SI units."""
+    """Decodes data frames of one measurement type (ACC or GYRO) into SI units.
+
+    A frame stamps only its last sample. Its samples are spaced by the time since the
+    previous frame's stamp over its own count, when that is close to the nominal period
+    (so a band whose clock runs a little off keeps its own rate); when it is not (frames
+    were lost in between, or the stamp is off), by the last good spacing, and the samples
+    not accounted for are counted in `lost_samples` (they show as a gap in the times)."""
+
+    tolerance = 0.25  # a measured period within 25 % of nominal is the band's own
 
     def __init__(self, mtype: int, sample_rate: float, factor: float = 1.0) -> None:
         if mtype not in (ACC, GYRO):
@@ -149,13 +159,17 @@ class PolarParser:
         self.rate = sample_rate
         self.factor = factor
         self.stats = ParserStats()
+        self.gaps = 0  # places where frames went missing
+        self.lost_samples = 0
         self._prev_ts: int | None = None
+        self._step = 1e9 / sample_rate  # ns between samples, as last measured
 
     def restart(self, factor: float | None) -> None:
         """A new measurement started: its FACTOR (from the start reply; 1 if none), and
         no sample spacing carried over from the previous one."""
         self.factor = factor if factor is not None else 1.0
         self._prev_ts = None
+        self._step = 1e9 / self.rate
 
     def feed(self, data: bytes) -> list[BandSamples]:
         self.stats.packets += 1
@@ -177,16 +191,28 @@ class PolarParser:
         if n == 0:
             self.stats.bad("no samples")
             return []
-        step = (
-            (ts - self._prev_ts) / n
-            if self._prev_ts is not None and ts > self._prev_ts
-            else 1e9 / self.rate
-        )
+        step = self._spacing(ts, n)
         self._prev_ts = ts
         device_t = (ts - (n - 1 - np.arange(n)) * step) / 1e9  # seconds since 2000-01-01
         if self.mtype == ACC:
             return [BandSamples(n, device_t, acc=values)]
         return [BandSamples(n, device_t, gyr=values)]
+
+    def _spacing(self, ts: int, n: int) -> float:
+        """The ns between this frame's samples (see the class docstring)."""
+        nominal = 1e9 / self.rate
+        if self._prev_ts is None or ts <= self._prev_ts:
+            return self._step
+        span = ts - self._prev_ts
+        measured = span / n
+        if abs(measured - nominal) <= self.tolerance * nominal:
+            self._step = measured
+            return measured
+        missing = round(span / self._step) - n
+        if missing > 0:
+            self.gaps += 1
+            self.lost_samples += missing
+        return self._step
 
     def _values(self, content: bytes, compressed: bool, ftype: int) -> np.ndarray:
         if not compressed:
