@@ -97,6 +97,9 @@ class EpisodeTracker:
         self._rhythm_end = -(10**9)  # last lobe of the last chain as long as an episode
         self._next_episode = 1
         self.noise_level = 0.0  # set by the detector, for the confidence figure
+        # Set by the detector: the position after the last stretch of samples it filled in
+        # over lost packets. A rhythm that stops there stopped for want of signal.
+        self.filled_until = -1
 
     @property
     def active(self) -> bool:
@@ -188,9 +191,14 @@ class EpisodeTracker:
             return [self._event("clonus.update", pos)]
         return []
 
-    def force_end(self, pos: int, reason: str) -> list[EpisodeEvent]:
-        """End whatever is in progress now (signal lost, shutdown)."""
-        return self._finish(pos, reason=reason)
+    def force_end(self, pos: int, reason: str, gap: bool = False) -> list[EpisodeEvent]:
+        """End whatever is in progress now (signal lost, shutdown).
+
+        `gap`: the signal broke off (samples or the link lost), so nobody knows whether
+        the rhythm went on. An episode that was alarmed and ended this way does not hold
+        off the next one (the `rearm_s` rest rule): clonus that goes on after the gap is
+        alarmed afresh as soon as its count passes the threshold again."""
+        return self._finish(pos, reason=reason, gap=gap)
 
     # -- chain rules ---------------------------------------------------------------------
 
@@ -411,14 +419,22 @@ class EpisodeTracker:
             extra=payload,
         )
 
-    def _finish(self, pos: int, reason: str = "rhythm_stopped") -> list[EpisodeEvent]:
+    def _finish(
+        self, pos: int, reason: str = "rhythm_stopped", gap: bool = False
+    ) -> list[EpisodeEvent]:
         events: list[EpisodeEvent] = []
+        lobes = self.chain.lobes
+        if reason == "rhythm_stopped" and lobes and self.filled_until > lobes[-1].start_pos:
+            reason, gap = "signal_gap", True  # it stopped, or broke, where samples were lost
         if self.sustained:
             events.append(self._event("clonus.end", pos, end_reason=reason))
-        lobes = self.chain.lobes
-        if lobes and (
-            len(lobes) > 2 * self.p.threshold_beats
-            or lobes[0].start_pos - self._rhythm_end < self.rearm
+        if (
+            lobes
+            and not (gap and self.sustained)
+            and (
+                len(lobes) > 2 * self.p.threshold_beats
+                or lobes[0].start_pos - self._rhythm_end < self.rearm
+            )
         ):
             # A long rhythm, or a piece of one that broke and re-formed without a rest.
             self._rhythm_end = lobes[-1].start_pos

@@ -78,7 +78,7 @@ class SensorPipeline:
                 if self.link.connected and not item.connected:
                     # While the link is down nobody can tell whether clonus goes on: end
                     # the episode now rather than let an alarm stand on no data.
-                    for ev in self.detector.force_end_now("link_lost"):
+                    for ev in self.detector.force_end_now("link_lost", gap=True):
                         await self._episode_event(ev)
                 if not item.connected:
                     self.meter.link_down()
