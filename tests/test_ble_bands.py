@@ -69,6 +69,18 @@ CASES = {
         lambda v: (polar.CONTROL, polar.stop(polar.GYRO)) in v.commands,
         64,
     ),
+    "polar-verity-sdk-mode": Case(
+        lambda b: VirtualPolar(b, "Verity"),
+        "imu6",
+        104,
+        'profile = "polar"\nrate_hz = 104',  # the model (and imu6) from its name
+        lambda v: (
+            v.started == {polar.ACC: 104, polar.GYRO: 104}
+            and (polar.CONTROL, polar.start(polar.SDK_MODE, {})) in v.commands
+        ),
+        lambda v: v.commands[-1] == (polar.CONTROL, polar.stop(polar.SDK_MODE)),
+        64,
+    ),
     "polar-h10": Case(
         lambda b: VirtualPolar(b, "H10"),
         "acc3",
@@ -150,8 +162,9 @@ def test_band_profile_end_to_end(
     assert fake_bluez.call(lambda: case.stopped(virtual)), virtual.commands
     onsets = [e for e in sub.events() if e["event"] == "clonus.onset"]
     end = next(e for e in sub.events() if e["event"] == "clonus.end")
-    assert len(onsets) == 1
-    assert abs(end["beats"] - 12) <= 1, end
+    story = [(e["event"], e.get("end_reason"), e.get("beats")) for e in sub.events()]
+    assert len(onsets) == 1, story
+    assert abs(end["beats"] - 12) <= 1, (end, daemon.logs())
     assert end["sensor_kind"] == case.sensor
     assert status["link"] == "connected" and status["battery_pct"] == case.battery
     assert status["malformed_packets"] == 0

@@ -179,8 +179,9 @@ class VirtualPolar(VirtualBand):
         super().__init__(band, name, address, battery)
         self.model, self.mtu = model, mtu
         self.frame = frame  # samples per data frame (real bands: ~30-70); default rate / 10
-        features = bytes([0x0F, 0x05, 0, 0]) if model == "H10" else bytes([0x0F, 0x6E, 0, 0])
-        self.rates = [25, 50, 100, 200] if model == "H10" else [26, 52, 104, 208, 416]
+        # The Verity Sense offers SDK mode (byte 2, bit 1) and, outside it, 52 Hz only.
+        features = bytes([0x0F, 0x05, 0, 0]) if model == "H10" else bytes([0x0F, 0x6E, 0x02, 0])
+        self.sdk_mode = False
         self.services = [
             Service(
                 polar.SERVICE,
@@ -204,7 +205,14 @@ class VirtualPolar(VirtualBand):
             return
         opcode, mtype = data[0], data[1]
         supported = (polar.ACC,) if self.model == "H10" else (polar.ACC, polar.GYRO)
-        if mtype not in supported:
+        if mtype == polar.SDK_MODE and self.model != "H10" and opcode in (polar.START, polar.STOP):
+            if self.started:
+                return self._reply(opcode, mtype, 12)  # INVALID_STATE: streams running
+            if self.sdk_mode == (opcode == polar.START):
+                return self._reply(opcode, mtype, 6)  # ALREADY_IN_STATE
+            self.sdk_mode = opcode == polar.START
+            self._reply(opcode, mtype, 0)
+        elif mtype not in supported:
             self._reply(opcode, mtype, 2)  # INVALID_MEASUREMENT_TYPE
         elif opcode == polar.GET_SETTINGS:
             rates = b"".join(r.to_bytes(2, "little") for r in self.rates)
@@ -248,8 +256,15 @@ class VirtualPolar(VirtualBand):
         if polar.ACC in self.started and (self.model == "H10" or polar.GYRO in self.started):
             self.start_stream(rate, self.frame or max(1, rate // 10), self._frames)
 
+    @property
+    def rates(self) -> list[int]:
+        if self.model == "H10":
+            return [25, 50, 100, 200]
+        return [26, 52, 104, 208, 416] if self.sdk_mode else [52]
+
     def on_disconnect(self) -> None:
         self.started.clear()
+        self.sdk_mode = False  # assumed: the real band's behaviour here is not documented
         super().on_disconnect()
 
     def _frames(self, t: np.ndarray, x: np.ndarray) -> list[tuple[str, bytes]]:

@@ -164,13 +164,16 @@ class MovesenseProfile(BandProfile):
 class PolarProfile(BandProfile):
     """Polar PMD: H10 accelerometer (acc3) or Verity Sense accelerometer + gyroscope
     (imu6). Checks the MTU (PMD needs 232), enables control-point indications before
-    any command, asks the band which settings it offers, starts each measurement with
-    them and keeps the FACTOR each start reply carries; STOP on stop."""
+    any command, puts a Verity Sense in SDK mode for a rate other than 52 Hz, asks the
+    band which settings it offers, starts each measurement with them and keeps the FACTOR
+    each start reply carries; STOP on stop (and SDK mode off again)."""
 
     name = "polar"
 
     def __init__(self, cfg: BleConfig) -> None:
         super().__init__(cfg)
+        model = polar.MODELS[cfg.polar_model or "verity"]
+        self.sdk_mode = cfg.polar_model == "verity" and cfg.rate not in model.normal_rates
         self.types = [polar.ACC, polar.GYRO] if self.sensor == "imu6" else [polar.ACC]
         self.parsers = {m: polar.PolarParser(m, self.fs) for m in self.types}
         for p in self.parsers.values():
@@ -270,6 +273,8 @@ class PolarProfile(BandProfile):
         features = bytes(await client.read_gatt_char(polar.CONTROL))
         await client.start_notify(polar.CONTROL, self._on_control)
         await client.start_notify(polar.DATA, self._on_data)
+        if self.sdk_mode:
+            await self._enter_sdk_mode(client, features)
         for mtype in self.types:
             if len(features) < 2 or not features[1] & (1 << mtype):
                 what = "accelerometer" if mtype == polar.ACC else "gyroscope"
@@ -293,6 +298,20 @@ class PolarProfile(BandProfile):
                 raise BandSetupError(f"Polar start refused: {reply.status_name}")
             self.parsers[mtype].restart(reply.factor())
 
+    async def _enter_sdk_mode(self, client: BleakClient, features: bytes) -> None:
+        """Verity Sense: ACC/GYRO at 26-416 Hz need SDK mode (it turns the band's own
+        HR/PPI algorithms off until it is left again)."""
+        if len(features) < 3 or not features[2] & (1 << (polar.SDK_MODE - 8)):
+            raise BandSetupError(
+                f"this Verity Sense has no SDK mode (firmware 1.1.5 or later), which rate_hz "
+                f"{self.cfg.rate} needs; set rate_hz = 52"
+            )
+        reply = await self._command(client, polar.start(polar.SDK_MODE, {}))
+        if not reply.ok and reply.status != 6:  # ALREADY_IN_STATE: it is in SDK mode
+            raise BandSetupError(
+                f"Verity Sense refused SDK mode ({reply.status_name}); rate_hz = 52 needs none"
+            )
+
     def _choose(self, mtype: int, offered: dict[int, list[int]]) -> dict[int, int]:
         rates = offered.get(polar.SAMPLE_RATE, [])
         if self.cfg.rate not in rates:
@@ -314,6 +333,8 @@ class PolarProfile(BandProfile):
     async def _stop(self, client: BleakClient) -> None:
         for mtype in self.types:
             await client.write_gatt_char(polar.CONTROL, polar.stop(mtype), response=True)
+        if self.sdk_mode:
+            await client.write_gatt_char(polar.CONTROL, polar.stop(polar.SDK_MODE), response=True)
 
 
 class ThingyProfile(BandProfile):

@@ -99,7 +99,8 @@ class MovesenseParser:
             return []
         n = body // size
         (ts,) = struct.unpack_from("<I", msg, 2)
-        values = np.frombuffer(msg, dtype="<f4", offset=6).astype(np.float64)
+        with np.errstate(invalid="ignore"):  # NaN bit patterns: rejected just below
+            values = np.frombuffer(msg, dtype="<f4", offset=6).astype(np.float64)
         if not np.all(np.isfinite(values)):
             self.stats.bad("non-finite sample values")
             return []

@@ -45,6 +45,76 @@ STATUS = {
 EPOCH_2000_NS = 946_684_800_000_000_000
 
 
+SDK_MODE = 9  # Verity Sense: a measurement "type" that unlocks ACC/GYRO rates beyond 52 Hz
+
+
+@dataclass(frozen=True)
+class Model:
+    """What one Polar band can stream, as clonusd drives it (sensor_protocols.md 2.5)."""
+
+    key: str  # the config's `model`
+    label: str
+    names: tuple[str, ...]  # advertised name prefixes
+    rates: dict[str, tuple[int, ...]]  # sensor kind -> rates; the first kind is the default
+    default_rate: int
+    normal_rates: tuple[int, ...]  # rates without SDK mode (others need it)
+
+
+MODELS = {
+    "h10": Model("h10", "Polar H10", ("Polar H10",), {"acc3": (25, 50, 100, 200)}, 100, ()),
+    "verity": Model(
+        "verity",
+        "Polar Verity Sense",
+        ("Polar Sense",),
+        {kind: (26, 52, 104, 208, 416) for kind in ("imu6", "acc3")},
+        52,
+        (52,),
+    ),
+}
+
+
+def model_from_name(name: str | None) -> Model | None:
+    """The model an advertised name (or a GAP device name) shows, if any."""
+    for model in MODELS.values():
+        if name and name.startswith(model.names):
+            return model
+    return None
+
+
+def check_config(
+    model: str | None, name: str | None, sensor: str | None, rate_hz: int | None
+) -> tuple[Model, str, int]:
+    """(model, sensor kind, rate) for a Polar band's config; ValueError naming the fix for
+    what that model cannot do. The model is the config's or the advertised name's; an
+    imu6 sensor can only be a Verity Sense (the H10 has no gyroscope)."""
+    named = model_from_name(name)
+    if model is not None and named is not None and named.key != model:
+        raise ValueError(f'model = "{model}", but the name {name!r} is a {named.label}')
+    m = MODELS[model] if model is not None else named
+    if m is None and sensor == "imu6":
+        m = MODELS["verity"]
+    if m is None:
+        raise ValueError(
+            'profile "polar": say which band with model = "h10" or "verity" '
+            "(it cannot be told from the config's address or name)"
+        )
+    kind = sensor or next(iter(m.rates))
+    if kind not in m.rates:
+        fix = " or ".join(f'sensor = "{k}"' for k in m.rates)
+        lacks = f"gives no {kind}"
+        if kind == "imu6":
+            lacks = "has no gyroscope (a Verity Sense has one)"
+        raise ValueError(f"a {m.label} {lacks}: set {fix}")
+    rate = rate_hz if rate_hz is not None else m.default_rate
+    if rate not in m.rates[kind]:
+        offered = ", ".join(map(str, m.rates[kind]))
+        raise ValueError(
+            f"a {m.label} streams {kind} at {offered} Hz, not {rate}: "
+            f"set rate_hz = {m.default_rate} or another of those"
+        )
+    return m, kind, rate
+
+
 def get_settings(mtype: int) -> bytes:
     return bytes([GET_SETTINGS, mtype])
 
@@ -167,7 +237,8 @@ class PolarParser:
     def restart(self, factor: float | None) -> None:
         """A new measurement started: its FACTOR (from the start reply; 1 if none), and
         no sample spacing carried over from the previous one."""
-        self.factor = factor if factor is not None else 1.0
+        # A FACTOR that is no number (a garbled reply) would turn every sample into NaN.
+        self.factor = factor if factor is not None and np.isfinite(factor) and factor else 1.0
         self._prev_ts = None
         self._step = 1e9 / self.rate
 
