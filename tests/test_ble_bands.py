@@ -192,6 +192,25 @@ def test_polar_with_too_small_an_mtu_is_refused_with_a_clear_reason(
     sub.close()
 
 
+def test_verity_without_sdk_mode_is_refused_a_rate_that_needs_it_with_the_fix(
+    fake_bluez: FakeBluezThread, broker: Mosquitto, tmp_path: Path
+) -> None:
+    virtual = VirtualPolar(SimulatedBand("imu6", 104), "Verity", sdk=False)
+    fake_bluez.call(lambda: fake_bluez.bluez.add(virtual))
+    sub = Subscriber(broker.port)
+    daemon = _daemon(broker, tmp_path, virtual, 'profile = "polar"\nrate_hz = 104')
+    try:
+        assert sub.wait_for(
+            lambda: any("refused SDK mode" in s["link_detail"] for s in sub.on("/status")), 30
+        ), daemon.logs()
+    finally:
+        assert daemon.terminate() == 0
+    assert "rate_hz = 52 needs none" in daemon.logs()
+    assert (polar.CONTROL, polar.start(polar.SDK_MODE, {})) in virtual.commands
+    assert not virtual.started
+    sub.close()
+
+
 def test_two_bands_at_once_share_one_scanner_and_keep_their_events_apart(
     fake_bluez: FakeBluezThread, broker: Mosquitto, tmp_path: Path
 ) -> None:

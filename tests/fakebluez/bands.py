@@ -174,6 +174,7 @@ class VirtualPolar(VirtualBand):
         battery: int = 64,
         mtu: int = 247,
         frame: int | None = None,
+        sdk: bool = True,
     ) -> None:
         name = "Polar H10 0A1B2C3D" if model == "H10" else "Polar Sense B5E1F002"
         super().__init__(band, name, address, battery)
@@ -181,7 +182,9 @@ class VirtualPolar(VirtualBand):
         self.frame = frame  # samples per data frame (real bands: ~30-70); default rate / 10
         # The Verity Sense offers SDK mode (byte 2, bit 1) and, outside it, 52 Hz only.
         features = bytes([0x0F, 0x05, 0, 0]) if model == "H10" else bytes([0x0F, 0x6E, 0x02, 0])
-        self.sdk_mode = False
+        if not sdk:  # firmware before 1.1.5
+            features = bytes([0x0F, 0x6E, 0, 0])
+        self.sdk, self.sdk_mode = sdk and model != "H10", False
         self.services = [
             Service(
                 polar.SERVICE,
@@ -205,7 +208,7 @@ class VirtualPolar(VirtualBand):
             return
         opcode, mtype = data[0], data[1]
         supported = (polar.ACC,) if self.model == "H10" else (polar.ACC, polar.GYRO)
-        if mtype == polar.SDK_MODE and self.model != "H10" and opcode in (polar.START, polar.STOP):
+        if mtype == polar.SDK_MODE and self.sdk and opcode in (polar.START, polar.STOP):
             if self.started:
                 return self._reply(opcode, mtype, 12)  # INVALID_STATE: streams running
             if self.sdk_mode == (opcode == polar.START):

@@ -300,16 +300,15 @@ class PolarProfile(BandProfile):
 
     async def _enter_sdk_mode(self, client: BleakClient, features: bytes) -> None:
         """Verity Sense: ACC/GYRO at 26-416 Hz need SDK mode (it turns the band's own
-        HR/PPI algorithms off until it is left again)."""
-        if len(features) < 3 or not features[2] & (1 << (polar.SDK_MODE - 8)):
-            raise BandSetupError(
-                f"this Verity Sense has no SDK mode (firmware 1.1.5 or later), which rate_hz "
-                f"{self.cfg.rate} needs; set rate_hz = 52"
-            )
+        HR/PPI algorithms off until it is left again). Asked even when the features do
+        not list it (some firmware may not say): the band's answer decides."""
+        listed = len(features) >= 3 and bool(features[2] & (1 << (polar.SDK_MODE - 8)))
         reply = await self._command(client, polar.start(polar.SDK_MODE, {}))
         if not reply.ok and reply.status != 6:  # ALREADY_IN_STATE: it is in SDK mode
+            why = "" if listed else ", and its features do not list it (firmware 1.1.5+ has it)"
             raise BandSetupError(
-                f"Verity Sense refused SDK mode ({reply.status_name}); rate_hz = 52 needs none"
+                f"Verity Sense refused SDK mode ({reply.status_name}{why}), which rate_hz "
+                f"{self.cfg.rate} needs; rate_hz = 52 needs none"
             )
 
     def _choose(self, mtype: int, offered: dict[int, list[int]]) -> dict[int, int]:
