@@ -60,8 +60,10 @@ def test_movesense_imu6_is_reassembled_from_two_parts() -> None:
     np.testing.assert_allclose(s.acc, acc.astype("<f4"))
     np.testing.assert_allclose(s.gyr, gyr.astype("<f4"))
     assert p.stats.malformed == 0
-    assert p.feed(bytes([3, 7]) + msg[152:]) == [] and p.stats.malformed == 1  # orphan part
-    assert p.feed(bytes([2, 8]) + blob[:30]) == [] and p.stats.ignored == 1  # other stream
+    # An orphan second part: its first was lost on the air (loss, not a malformed packet).
+    assert p.feed(bytes([3, 7]) + msg[152:]) == [] and p.orphan_parts == 1
+    assert p.stats.malformed == 0 and p.stats.ignored == 1
+    assert p.feed(bytes([2, 8]) + blob[:30]) == [] and p.stats.ignored == 2  # other stream
 
 
 # -- Polar PMD -----------------------------------------------------------------------------
@@ -361,3 +363,16 @@ def test_a_lost_polar_frame_is_a_gap_and_every_frame_keeps_its_own_sample_period
     assert np.isclose(steps[9], 6 * period / 1e9)  # five samples missing before frame 3
     assert np.allclose(steps[10:], period / 1e9)  # not stretched
     assert p.gaps == 1 and p.lost_samples == 5
+
+
+def test_a_movesense_message_missing_one_of_its_two_parts_is_loss_not_malformed() -> None:
+    def parts(ts: int) -> list[bytes]:
+        msg = _movesense_frame(ts, n=8)  # 198 bytes: sent as DATA + DATA_PART2
+        return [msg[: movesense.MAX_PART], bytes([movesense.DATA_PART2, 7]) + msg[152:]]
+
+    p = movesense.MovesenseParser("IMU6", 104, ref=7)
+    a, b, c, d = parts(1000), parts(1077), parts(1154), parts(1231)
+    got = [s.n for pkt in (*a, b[1], *c, d[0]) for s in p.feed(pkt)]  # b[0], d[1] lost
+    got += [s.n for s in p.feed(parts(1308)[0])]  # d[0] now known to be alone
+    assert got == [8, 8]
+    assert p.orphan_parts == 2 and p.stats.malformed == 0
