@@ -52,6 +52,8 @@ class ClonusDetector:
     # A filled-in stretch at least this long may be why a rhythm stopped (it then ends as
     # a signal gap, and does not hold off a fresh alarm once the signal is back).
     min_gap_s = 0.1
+    # Beats before a gap up to this long count towards the threshold after it.
+    max_bridge_s = 1.2
     # Calls bringing fewer samples than this are held and run together: Python's cost per
     # call, not per sample, dominates 1-4 sample BLE notifications. Events are decided at
     # the same signal time, up to this much later by the wall clock.
@@ -165,9 +167,10 @@ class ClonusDetector:
             return events
         self.stats.samples += t.size
         self.recent.push(x)
-        for seg_t, seg_x, kind in self._segments(t, x):
+        for seg_t, seg_x, kind, gap_s in self._segments(t, x):
             if kind == "gap":
-                events += self.episodes.force_end(self._pos, reason="signal_gap", gap=True)
+                bridge = gap_s <= self.max_bridge_s
+                events += self.episodes.force_end(self._pos, "signal_gap", gap=True, bridge=bridge)
                 self.frontend.reset()
                 self.lobes.reset()
             if kind == "fill" and seg_t.size >= self.min_gap_s * self.fs:
@@ -179,15 +182,18 @@ class ClonusDetector:
 
     # -- gaps ----------------------------------------------------------------------------
 
-    def _segments(self, t: FloatArray, x: FloatArray) -> list[tuple[FloatArray, FloatArray, str]]:
+    def _segments(
+        self, t: FloatArray, x: FloatArray
+    ) -> list[tuple[FloatArray, FloatArray, str, float]]:
         """Split at lost packets: short gaps are filled linearly ("fill"), long ones split
-        ("gap", an empty segment before the samples after it); the rest is "data"."""
+        ("gap", an empty segment before the samples after it, with the gap's length in
+        seconds); the rest is "data"."""
         prev_t = self._last_t
         all_t = t if prev_t is None else np.concatenate(([prev_t], t))
         steps = np.diff(all_t) * self.fs
         gap_idx = np.flatnonzero(steps >= 2.5)
         offset = 0 if prev_t is None else 1  # steps[i] precedes t[i + 1 - offset]
-        out: list[tuple[FloatArray, FloatArray, str]] = []
+        out: list[tuple[FloatArray, FloatArray, str, float]] = []
         start = 0
         for g in gap_idx:
             i = int(g) + 1 - offset  # index in t of the first sample after the gap
@@ -195,19 +201,19 @@ class ClonusDetector:
             before_x = x[i - 1] if i > 0 else self._last_row
             missing = round(steps[g]) - 1
             if start < i:
-                out.append((t[start:i], x[start:i], "data"))
+                out.append((t[start:i], x[start:i], "data", 0.0))
             self.stats.gaps += 1
             if missing * 1.0 / self.fs > self.max_fill_s or before_x is None:
                 self.stats.long_gaps += 1
-                out.append((t[i:i], x[i:i], "gap"))
+                out.append((t[i:i], x[i:i], "gap", float(t[i] - before_t)))
             else:
                 self.stats.missing_samples += missing
                 frac = np.arange(1, missing + 1) / (missing + 1)
                 fill_t = before_t + frac * (t[i] - before_t)
                 fill_x = before_x + frac[:, None] * (x[i] - before_x)
-                out.append((fill_t, fill_x, "fill"))
+                out.append((fill_t, fill_x, "fill", 0.0))
             start = i
-        out.append((t[start:], x[start:], "data"))
+        out.append((t[start:], x[start:], "data", 0.0))
         self._last_t = float(t[-1])
         self._last_row = x[-1].copy()
         return out

@@ -30,6 +30,23 @@ class _Chain:
     episode: int | None = None  # set once declared sustained
     last_update_pos: int = 0
     harmonics: float | None = None  # cycle shape (dsp.waveform), judged once per chain
+    carried: int = 0  # beats counted before a gap (see `_Bank`)
+    carried_onset_t: float | None = None
+    follows: int | None = None  # the alarmed episode a gap ended, that this one goes on
+
+
+@dataclass
+class _Bank:
+    """Beats of a rhythm that a gap in the signal broke off, carried to the chain that
+    continues it at the same rate just after the gap. Lost packets cut clonus into
+    pieces shorter than the threshold; the pieces together are the episode."""
+
+    beats: int  # towards the threshold
+    period: float  # same-sign period, beat-stage samples
+    onset_t: float | None  # first beat of the first piece (None: a new episode's own)
+    pos: int  # where the broken-off chain ended
+    reported: int  # beats the episode's figures include (none from an alarmed episode)
+    follows: int | None = None  # the alarmed episode the gap ended
 
 
 class EpisodeTracker:
@@ -100,6 +117,8 @@ class EpisodeTracker:
         # Set by the detector: the position after the last stretch of samples it filled in
         # over lost packets. A rhythm that stops there stopped for want of signal.
         self.filled_until = -1
+        self._bank: _Bank | None = None
+        self.bridge_window = round(1.5 * fs)  # a piece must start this soon after the last
 
     @property
     def active(self) -> bool:
@@ -191,14 +210,55 @@ class EpisodeTracker:
             return [self._event("clonus.update", pos)]
         return []
 
-    def force_end(self, pos: int, reason: str, gap: bool = False) -> list[EpisodeEvent]:
+    def force_end(
+        self, pos: int, reason: str, gap: bool = False, bridge: bool = True
+    ) -> list[EpisodeEvent]:
         """End whatever is in progress now (signal lost, shutdown).
 
         `gap`: the signal broke off (samples or the link lost), so nobody knows whether
         the rhythm went on. An episode that was alarmed and ended this way does not hold
         off the next one (the `rearm_s` rest rule): clonus that goes on after the gap is
-        alarmed afresh as soon as its count passes the threshold again."""
-        return self._finish(pos, reason=reason, gap=gap)
+        alarmed afresh as soon as its count passes the threshold again; when the gap was
+        short (`bridge`), the beats before it count towards that threshold (`_Bank`), if
+        the rhythm after it runs at the same rate."""
+        return self._finish(pos, reason=reason, gap=gap, bridge=bridge)
+
+    def _bank_of_chain(self, pos: int) -> _Bank | None:
+        """What the chain a gap broke off carries on (see `_Bank`)."""
+        if not self.chain.lobes:
+            return self._bank  # nothing in progress: an earlier piece's beats still wait
+        core = self._core()
+        periods = self._periods(core)
+        beats = len(self._beat_lobes(core))
+        if self.sustained:
+            # Alarmed already: the rest is a new episode, alarmed once the rhythm is seen
+            # to go on (two beats), not after a whole new count.
+            if not periods.size:
+                return None
+            follows = self.chain.episode
+            return _Bank(self.p.threshold_beats - 1, median(periods), None, pos, 0, follows)
+        if beats == 0 or beats > self.p.threshold_beats:
+            return None  # nothing counted, or counted and judged not clonus
+        first_t = self.to_time(self._beat_lobes(core)[0].start_pos)
+        prior = self._matching_bank()
+        if prior is not None:
+            onset_t = prior.onset_t if prior.onset_t is not None else first_t
+            total = prior.reported + beats
+            return _Bank(prior.beats + beats, prior.period, onset_t, pos, total, prior.follows)
+        if not periods.size:
+            return None
+        return _Bank(beats, median(periods), first_t, pos, beats)
+
+    def _matching_bank(self) -> _Bank | None:
+        """The bank, if the current chain started soon after it at the same rate."""
+        bank, lobes = self._bank, self.chain.lobes
+        if bank is None or not lobes or lobes[0].start_pos - bank.pos > self.bridge_window:
+            return None
+        periods = self._periods(self._core())
+        if not periods.size:
+            return None
+        tolerance = self.p.regularity_tolerance * bank.period
+        return bank if abs(median(periods) - bank.period) <= tolerance else None
 
     # -- chain rules ---------------------------------------------------------------------
 
@@ -337,7 +397,9 @@ class EpisodeTracker:
             return []
         core = self._core()
         beats = len(self._beat_lobes(core))
-        if beats <= self.p.threshold_beats:
+        bank = self._matching_bank() if beats >= 2 else None
+        carried = bank.beats if bank is not None else 0
+        if beats + carried <= self.p.threshold_beats:
             return []
         if self.chain.lobes[0].start_pos - self._rhythm_end < self.rearm:
             # Rhythm that broke and re-formed without a rest in between is ongoing
@@ -348,6 +410,10 @@ class EpisodeTracker:
             return []
         self.chain.episode = self._next_episode
         self._next_episode += 1
+        if bank is not None:
+            self.chain.carried, self.chain.carried_onset_t = bank.reported, bank.onset_t
+            self.chain.follows = bank.follows
+            self._bank = None
         self.chain.last_update_pos = pos
         return [self._event("clonus.onset", pos)]
 
@@ -383,7 +449,7 @@ class EpisodeTracker:
         core = self._core()
         beats = self._beat_lobes(core)
         periods = self._periods(core)
-        first_t = self.to_time(beats[0].start_pos)
+        first_t = self.chain.carried_onset_t or self.to_time(beats[0].start_pos)
         last_t = self.to_time(beats[-1].start_pos)
         duration = last_t - first_t
         if periods.size:
@@ -397,6 +463,10 @@ class EpisodeTracker:
         snr = amp / self.noise_level if self.noise_level > 0 else 10.0
         confidence = regularity * float(np.clip((snr - 2.0) / 8.0, 0.0, 1.0))
         payload: dict[str, object] = {"scats_clonus": scats_class(duration)}
+        if self.chain.carried:
+            payload["carried_beats"] = self.chain.carried  # counted before a signal gap
+        if self.chain.follows is not None:
+            payload["follows_episode"] = self.chain.follows  # ended by a gap, goes on here
         if self.chain.harmonics is not None:
             # None: no harmonic inside the band's recorded range, so the shape was not judged.
             h = self.chain.harmonics
@@ -406,7 +476,7 @@ class EpisodeTracker:
             event=kind,  # type: ignore[arg-type]
             t=self.to_time(pos),
             episode=self.chain.episode or 0,
-            beats=len(beats),
+            beats=len(beats) + self.chain.carried,
             frequency_hz=freq,
             amplitude=amp,
             amplitude_unit=self.amplitude_unit,
@@ -420,12 +490,15 @@ class EpisodeTracker:
         )
 
     def _finish(
-        self, pos: int, reason: str = "rhythm_stopped", gap: bool = False
+        self, pos: int, reason: str = "rhythm_stopped", gap: bool = False, bridge: bool = True
     ) -> list[EpisodeEvent]:
         events: list[EpisodeEvent] = []
         lobes = self.chain.lobes
         if reason == "rhythm_stopped" and lobes and self.filled_until > lobes[-1].start_pos:
             reason, gap = "signal_gap", True  # it stopped, or broke, where samples were lost
+        if gap or len(lobes) >= 4:
+            # A rhythm that formed and stopped with the signal present carries nothing on.
+            self._bank = self._bank_of_chain(pos) if gap and bridge else None
         if self.sustained:
             events.append(self._event("clonus.end", pos, end_reason=reason))
         if (

@@ -87,3 +87,44 @@ def test_an_episode_that_ends_by_itself_still_holds_off_its_ringing() -> None:
     det = ClonusDetector("imu6", site_params("ankle"), FS)
     events = _feed(det, t, x) + det.flush()
     assert _kinds(events).count("clonus.onset") == 1
+
+
+def _pieces(gap_s: float, every_s: float) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """A long episode with `gap_s` of samples lost every `every_s` from its 4th beat on:
+    no piece between two gaps holds more than the threshold's five beats."""
+    t, x, beats = _long_episode()
+    keep = np.ones(t.size, dtype=bool)
+    g = beats[3]
+    while g < beats[-1]:
+        keep &= ~((t >= g) & (t < g + gap_s))
+        g += every_s
+    return t[keep], x[keep], beats
+
+
+@pytest.mark.parametrize("bridge", [True, False])
+def test_pieces_of_clonus_between_lost_frames_count_together(bridge: bool) -> None:
+    """Lost 0.6 s frames every 1.3 s (a Verity Sense losing every other frame): the beats
+    before a short gap count towards the threshold after it, at the same rate."""
+    t, x, beats = _pieces(0.6, 1.3)
+    det = ClonusDetector("imu6", site_params("ankle"), FS)
+    if not bridge:
+        det.max_bridge_s = 0.0  # no gap is short enough: every piece counts alone
+    events = _feed(det, t, x) + det.flush()
+    onsets = [e for e in events if e.event == "clonus.onset"]
+    if not bridge:
+        assert onsets == []  # no piece alone passes the threshold
+        return
+    assert onsets and onsets[0].t < beats[12], _kinds(events)
+    assert onsets[0].beats > 5 and onsets[0].extra["carried_beats"] > 0
+    assert onsets[0].onset_t <= beats[1] + 0.05  # the first piece's first beat
+    # Each later piece goes on the episode a gap ended, and says which.
+    later = onsets[1:]
+    assert later and all(e.extra.get("follows_episode") == e.episode - 1 for e in later)
+    assert onsets[-1].t > beats[45]  # alarmed to the end, not once and then silence
+
+
+def test_beats_do_not_carry_over_a_long_gap() -> None:
+    t, x, _ = _pieces(1.6, 2.3)  # gaps longer than max_bridge_s (1.2 s)
+    det = ClonusDetector("imu6", site_params("ankle"), FS)
+    events = _feed(det, t, x) + det.flush()
+    assert "clonus.onset" not in _kinds(events)
