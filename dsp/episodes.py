@@ -33,6 +33,7 @@ class _Chain:
     carried: int = 0  # beats counted before a gap (see `_Bank`)
     carried_onset_t: float | None = None
     follows: int | None = None  # the alarmed episode a gap ended, that this one goes on
+    bank_refused: bool = False  # the shape failed on the carried count: count alone now
 
 
 @dataclass
@@ -397,7 +398,7 @@ class EpisodeTracker:
             return []
         core = self._core()
         beats = len(self._beat_lobes(core))
-        bank = self._matching_bank() if beats >= 2 else None
+        bank = self._matching_bank() if beats >= 2 and not self.chain.bank_refused else None
         carried = bank.beats if bank is not None else 0
         if beats + carried <= self.p.threshold_beats:
             return []
@@ -406,7 +407,13 @@ class EpisodeTracker:
             # oscillation (tremor, or the rest of an episode already reported), not a
             # new clonus: that starts from rest or from a stretch.
             return []
-        if not self._looks_like_clonus(core) or not self._clonic_shape(core, pos):
+        if not self._looks_like_clonus(core):
+            return []
+        if not self._clonic_shape(core, pos):
+            if bank is not None:
+                # Judged on a few beats just after the gap: judge once more, as any chain
+                # is, when this chain's own count passes the threshold.
+                self.chain.bank_refused, self.chain.harmonics = True, None
             return []
         self.chain.episode = self._next_episode
         self._next_episode += 1
@@ -501,9 +508,14 @@ class EpisodeTracker:
             self._bank = self._bank_of_chain(pos) if gap and bridge else None
         if self.sustained:
             events.append(self._event("clonus.end", pos, end_reason=reason))
+        # Broken off by a gap, an alarmed episode or a chain still counting up is no
+        # rhythm that ran its course: it does not hold off what comes after the gap.
+        cut_short = gap and (
+            self.sustained or len(self._beat_lobes(self._core())) <= self.p.threshold_beats
+        )
         if (
             lobes
-            and not (gap and self.sustained)
+            and not cut_short
             and (
                 len(lobes) > 2 * self.p.threshold_beats
                 or lobes[0].start_pos - self._rhythm_end < self.rearm
