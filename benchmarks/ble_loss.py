@@ -102,13 +102,15 @@ def run(model: str, frame: int, p: float, seed: int) -> str:
     assert profile.device_clock._offset is not None
     to_band = profile.device_clock._offset + virtual.EPOCH_NS / 1e9  # host axis -> band's
     onsets = [e.onset_t - to_band for e in events if e.event == "clonus.onset"]
-    hit = sum(any(a - 0.6 <= o <= b + 0.3 for o in onsets) for a, b in spans)
+    missed = [b - a for a, b in spans if not any(a - 0.6 <= o <= b + 0.3 for o in onsets)]
+    hit = len(spans) - len(missed)
     outside = sum(not any(a - 0.6 <= o <= b + 0.3 for a, b in spans) for o in onsets)
     rate = meter.rate_hz() or 0.0
+    missed_s = ", ".join(f"{d:.1f}" for d in missed)
     return (
         f"{model:6} {p:4.0%} lost, seed {seed}: {hit}/{len(spans)} episodes alarmed, "
         f"{outside} onsets outside; loss {lost / n:.3f} true, {meter.loss:.3f} reported; "
-        f"rate {rate:.2f} Hz"
+        f"rate {rate:.2f} Hz" + (f"; missed episodes of {missed_s} s" if missed else "")
     )
 
 
