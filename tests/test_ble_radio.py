@@ -175,5 +175,7 @@ def test_clonus_going_on_after_a_link_drop_is_alarmed_again_within_2_5_s_of_the_
     assert again["episode"] == 2 and again["onset_t"] > end["t"]  # clonus after the drop
     # Both stamped by the daemon as it published them.
     assert 0 < _at(again) - _at(back) <= 2.5, (back["time"], again["time"])
-    assert np.isfinite(again["frequency_hz"]) and again["beats"] > 5
+    # Seen to go on after a short outage (two beats), or counted afresh after a long one.
+    assert again.get("follows_episode") == 1 or again["beats"] > 5, again
+    assert np.isfinite(again["frequency_hz"])
     sub.close()
