@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-SCHEMA = "clonusd/1"
+SCHEMA = "clonusd/2"
 
 
 def availability(prefix: str) -> str:
