@@ -66,16 +66,20 @@ def test_each_model_gets_its_own_defaults(source: str, model: str, sensor: str, 
         ),
     ],
 )
-def test_check_config_refuses_what_the_model_cannot_do(
-    source: str, message: str, tmp_path: Path
-) -> None:
+def test_the_config_refuses_what_the_model_cannot_do(source: str, message: str) -> None:
     with pytest.raises(ConfigError, match=r"sensors\.0\.source\.ble: ") as err:
         parse_config(_config(source))
     assert message in str(err.value)
+
+
+def test_check_config_names_the_fix(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
-    path.write_text(_config(source))
+    path.write_text(_config('name = "Polar H10 0A1B2C3D"\nsensor = "imu6"\nrate_hz = 52'))
     proc = clonusd("check-config", str(path))
-    assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+    assert proc.returncode != 0, proc.stdout
+    assert 'a Polar H10 has no gyroscope (a Verity Sense has one): set sensor = "acc3"' in (
+        proc.stderr
+    )
 
 
 def test_model_is_only_for_polar() -> None:
