@@ -203,9 +203,10 @@ def _scan(args: argparse.Namespace) -> int:
         raise CliError(f"Bluetooth: {exc}") from None
     except OSError as exc:  # no system D-Bus, or BlueZ not reachable on it
         raise CliError(f"Bluetooth: cannot reach BlueZ on the system D-Bus ({exc})") from None
-    print(f"{'address':17}  {'rssi':>4}  {'profile':10}  name")
+    print(f"{'address':17}  {'rssi':>4}  {'profile':10}  {'model':7}  name")
     for f in found:
-        print(f"{f.address:17}  {f.rssi:>4}  {f.profile or '-':10}  {f.name or ''}")
+        profile, model = f.profile or "-", f.model or "-"
+        print(f"{f.address:17}  {f.rssi:>4}  {profile:10}  {model:7}  {f.name or ''}")
     return 0
 
 

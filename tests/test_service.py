@@ -59,8 +59,10 @@ def test_sustained_episode_reaches_subscriber_and_short_one_reaches_no_one(
     assert sub.wait_for(lambda: sub.availability()[-1:] == ["offline"], 5)
     assert sub.on("/availability")[-1]["reason"] == "shutdown"
     assert {e["daemon"] for e in events} == {sub.on("/availability")[-1]["daemon"]}
-    status = sub.on("/status")[-1]
+    *_, status, goodbye = sub.on("/status")
     assert status["link"] == "connected" and status["nominal_rate_hz"] == 200.0
+    # Once the daemon is gone its retained status must not say the link is up.
+    assert goodbye["link"] == "disconnected" and goodbye["link_detail"] == "daemon stopped"
     sub.close()
 
 
