@@ -53,6 +53,7 @@ class ClonusDetector:
     # call, not per sample, dominates 1-4 sample BLE notifications. Events are decided at
     # the same signal time, up to this much later by the wall clock.
     hold_s = 0.05
+    oscillation_s = 30.0  # band-passed signal kept for `oscillation`
 
     def __init__(
         self,
@@ -105,6 +106,8 @@ class ClonusDetector:
         self._times = RingBuffer(round(900 * beat_fs), 1)
         # Raw motion at beat-stage positions, for the cycle shape (4 cycles at 3 Hz fit).
         self._raw = RingBuffer(round(3.0 * beat_fs), 3)
+        # The band-passed signal the beats are counted on, for event snippets (evidence).
+        self._osc = RingBuffer(round(self.oscillation_s * beat_fs), 1)
         self._hop_rms = RingBuffer(100, 1)  # 10 s of quiet-signal hop RMS
         self._pos = 0  # beat-stage samples produced
         self._hop_fill = 0
@@ -134,6 +137,12 @@ class ClonusDetector:
         if self._held_n < self._hold:
             return []
         return self._release()
+
+    def oscillation(self, seconds: float) -> tuple[FloatArray, FloatArray]:
+        """The newest `seconds` (at most `oscillation_s`) of the band-passed signal the
+        beats are counted on, at the beat-stage rate: (signal times, values)."""
+        n = min(round(seconds * self.beat_fs), len(self._osc), len(self._times))
+        return self._times.latest(n)[:, 0], self._osc.latest(n)[:, 0]
 
     def force_end_now(self, reason: str) -> list[EpisodeEvent]:
         """End any episode in progress, e.g. because the link to the band was lost."""
@@ -215,6 +224,7 @@ class ClonusDetector:
         if n == 0:
             return []
         self._times.push(t[fe.index])
+        self._osc.push(fe.osc)
         events: list[EpisodeEvent] = []
         start = 0
         while start < n:
@@ -265,6 +275,6 @@ class ClonusDetector:
         held = len(self._times)
         back = self._times.total - pos
         if 1 <= back <= held:
-            return float(self._times.latest(back)[0, 0])
-        last = float(self._times.latest(1)[0, 0]) if held else 0.0
+            return float(self._times.back(back)[0])
+        last = float(self._times.back(1)[0]) if held else 0.0
         return last - (back - 1) / self.beat_fs

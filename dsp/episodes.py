@@ -409,6 +409,7 @@ class EpisodeTracker:
             duration_s=duration,
             elicited=bool(core) and core[0] is not self.chain.lobes[0],
             extra=payload,
+            beat_times=tuple(self.to_time(b.peak_pos) for b in beats),
         )
 
     def _finish(self, pos: int, reason: str = "rhythm_stopped") -> list[EpisodeEvent]:

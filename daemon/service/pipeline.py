@@ -12,6 +12,7 @@ import time
 import uuid
 from collections import deque
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -19,6 +20,7 @@ import structlog
 from clonusd.daemon.config import SensorConfig
 from clonusd.daemon.mqtt import topics
 from clonusd.daemon.mqtt.publisher import Publisher
+from clonusd.daemon.service.evidence import EpisodeRecord
 from clonusd.daemon.sources.base import (
     LinkStatus,
     SampleChunk,
@@ -45,7 +47,12 @@ def _now_iso() -> str:
 
 class SensorPipeline:
     def __init__(
-        self, cfg: SensorConfig, source: Source, publisher: Publisher, prefix: str
+        self,
+        cfg: SensorConfig,
+        source: Source,
+        publisher: Publisher,
+        prefix: str,
+        state_dir: Path | None = None,
     ) -> None:
         self.cfg = cfg
         self.source = source
@@ -67,11 +74,22 @@ class SensorPipeline:
         self.max_process_s = 0.0  # longest detector call, to show DSP never hogs the loop
         self._last_status_key: dict[str, Any] | None = None
         self._last_status_at = 0.0
+        self.record = EpisodeRecord(  # history and evidence snippets (service/evidence.py)
+            publisher,
+            prefix,
+            cfg.bed,
+            cfg.id,
+            source.sensor,
+            self.detector.episodes.amplitude_unit,
+            self._identity,
+            state_dir,
+        )
 
     # -- running -------------------------------------------------------------------------
 
     async def run(self) -> None:
         self._publish_state(None)
+        self.record.start()
         async for item in self.source.stream():
             if isinstance(item, LinkStatus):
                 if self.link.connected and not item.connected:
@@ -108,6 +126,7 @@ class SensorPipeline:
             self._publish_status()
         for ev in events:
             await self._episode_event(ev)
+        self.record.poll(self.detector)
 
     async def check_stall(self) -> None:
         """Called periodically: a connected link with no samples is a stall."""
@@ -123,6 +142,7 @@ class SensorPipeline:
     async def finish(self) -> None:
         for ev in self.detector.flush():
             await self._episode_event(ev)
+        self.record.flush(self.detector)
 
     # -- payloads ------------------------------------------------------------------------
 
@@ -158,6 +178,7 @@ class SensorPipeline:
         )
         await self.publisher.publish_event(self.event_topic, payload)
         self._publish_state(None if ev.event == "clonus.end" else payload)
+        self.record.on_event(ev, payload, self.detector)
 
     async def _technical(self, kind: str) -> None:
         payload = {**self._base(kind), "stall_after_s": self.cfg.stall_after_s}
