@@ -147,10 +147,11 @@ class SensorPipeline:
     # -- payloads ------------------------------------------------------------------------
 
     def _identity(self) -> dict[str, Any]:
-        """What every payload starts with: schema, wall-clock time, and which sensor."""
+        """What every payload starts with: schema, wall-clock time, which daemon and sensor."""
         return {
             "schema": topics.SCHEMA,
             "time": _now_iso(),
+            "daemon": self.publisher.daemon_id,
             "bed": self.cfg.bed,
             "sensor": self.cfg.id,
             "site": self.cfg.site,
