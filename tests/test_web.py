@@ -1,0 +1,127 @@
+"""The central station in headless Chromium, fed by a real daemon through Mosquitto."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from broker import Daemon, Mosquitto, Subscriber, write_config
+from station import CHROMIUM, CHROMIUM_ARGS, OBSERVER, Station, artifact, need_browser, wall_offset
+
+pytestmark = pytest.mark.browser
+
+# The demo's simulated band (config/demo.toml): imu6 at 200 Hz.
+DEMO_BAND = 'kind = "simulated"\nsensor = "imu6"\nfs_hz = 200\n'
+
+
+def _source(episodes: str) -> str:
+    return DEMO_BAND + f"episodes = [{episodes}]"
+
+
+@pytest.fixture
+def browser():  # type: ignore[no-untyped-def]
+    sync_playwright = need_browser()
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def _alarm_changes(page: Any) -> list[dict[str, Any]]:
+    changes: list[dict[str, Any]] = page.evaluate("window.__alarms")
+    return changes
+
+
+def test_alarm_shows_within_1s_clears_lists_history_and_draws_beats_then_offline(
+    broker: Mosquitto, browser: Any, tmp_path: Path
+) -> None:
+    cfg = write_config(
+        tmp_path / "c.toml",
+        broker.port,
+        tmp_path / "state",
+        [],
+        source=_source("{ at_s = 6, beats = 14, frequency_hz = 5.5 }"),
+        daemon_id="pi-12",
+    )
+    sub = Subscriber(broker.port)
+    daemon = Daemon(cfg)
+    station = Station(broker.port, tmp_path)
+    page = browser.new_page(viewport={"width": 1000, "height": 900})
+    try:
+        page.add_init_script(OBSERVER)
+        daemon.start()
+        page.goto(station.url)
+        tile = page.locator('[data-key="bed-12/ankle-l"]')
+        tile.wait_for(timeout=20_000)
+        assert tile.get_attribute("data-alarm") == "none"
+
+        assert sub.wait_for(lambda: any(e["event"] == "clonus.onset" for e in sub.events()), 30)
+        offset = wall_offset()
+        onset_at = next(
+            at for at, topic, p, _ in sub.messages if topic.endswith("/event")
+            and p["event"] == "clonus.onset"
+        ) + offset
+        page.wait_for_selector('[data-key="bed-12/ankle-l"][data-alarm="clonus"]', timeout=5_000)
+        shown = next(c for c in _alarm_changes(page) if c.get("alarm") == "clonus")
+        latency = shown["at"] / 1000 - onset_at
+        print(f"onset at broker -> red tile: {latency * 1000:.0f} ms")
+        assert latency < 1.0
+        # Red, flashing at 2 Hz (high priority: 1.4-2.8 Hz), with its text.
+        anim = tile.evaluate(
+            "t => { const s = getComputedStyle(t); "
+            "return [s.animationName, s.animationDuration, s.backgroundColor]; }"
+        )
+        assert anim[0] == "high-flash" and anim[1] == "0.5s"
+        r, g, b = (int(v) for v in anim[2].removeprefix("rgb(").rstrip(")").split(","))
+        assert r > 90 and g < 30 and b < 40, anim[2]
+        detail = tile.locator(".detail").inner_text()
+        assert "bed-12" in detail and "left ankle" in detail and "beats" in detail
+        assert "Hz" in detail and "since onset" in detail
+        page.wait_for_selector(".tile[data-alarm=clonus] .live-evidence svg", timeout=3_000)
+        shot = artifact("central-station-alarm.png")
+        page.screenshot(path=str(shot))
+        print(f"screenshot: {shot}")
+
+        # It clears on the end; the history lists the episode, and its evidence the beats.
+        assert sub.wait_for(lambda: any(e["event"] == "clonus.end" for e in sub.events()), 30)
+        end = next(e for e in sub.events() if e["event"] == "clonus.end")
+        page.wait_for_selector('[data-key="bed-12/ankle-l"][data-alarm="none"]', timeout=3_000)
+        row = page.locator(f'.episode[data-beats="{end["beats"]}"]')
+        row.wait_for(timeout=5_000)
+        assert f"{end['beats']} beats" in row.inner_text()
+        assert "rhythm stopped" in row.inner_text()
+        svg = row.locator('svg[data-final="true"]')
+        svg.wait_for(timeout=8_000)
+        assert svg.locator("circle.beat").count() == end["beats"]
+        assert svg.locator("polyline.trace").count() == 1
+        shot = artifact("central-station-history.png")
+        page.screenshot(path=str(shot))
+        print(f"screenshot: {shot}")
+
+        # The history is the daemon's (retained): a reload still lists it.
+        page.reload()
+        page.locator(f'.episode[data-beats="{end["beats"]}"] circle.beat').first.wait_for(
+            timeout=5_000
+        )
+
+        # SIGKILL: the bed says its daemon is offline within the last will's time.
+        killed = time.monotonic()
+        daemon.kill()
+        bed = page.locator('section.bed[data-bed="bed-12"]')
+        page.wait_for_selector('section.bed[data-bed="bed-12"][data-daemon="offline"]', timeout=12_000)
+        change = next(c for c in _alarm_changes(page) if c.get("daemon") == "offline")
+        took = change["at"] / 1000 - (killed + offset)
+        print(f"SIGKILL -> bed offline: {took:.2f} s (keepalive 5 s x 1.5 = 7.5 s)")
+        assert took <= 7.5 + 0.5
+        assert "DAEMON OFFLINE" in bed.inner_text()
+        assert tile.get_attribute("data-alarm") == "technical"
+    finally:
+        page.close()
+        station.stop()
+        if daemon.proc is not None and daemon.proc.poll() is None:
+            daemon.kill()
+        sub.close()
