@@ -107,4 +107,3 @@ def artifact(name: str) -> Path:
 def wall_offset() -> float:
     """Add to time.monotonic() for the wall clock (the browser's Date.now() / 1000)."""
     return time.time() - time.monotonic()
-

@@ -61,10 +61,14 @@ def test_alarm_shows_within_1s_clears_lists_history_and_draws_beats_then_offline
 
         assert sub.wait_for(lambda: any(e["event"] == "clonus.onset" for e in sub.events()), 30)
         offset = wall_offset()
-        onset_at = next(
-            at for at, topic, p, _ in sub.messages if topic.endswith("/event")
-            and p["event"] == "clonus.onset"
-        ) + offset
+        onset_at = (
+            next(
+                at
+                for at, topic, p, _ in sub.messages
+                if topic.endswith("/event") and p["event"] == "clonus.onset"
+            )
+            + offset
+        )
         page.wait_for_selector('[data-key="bed-12/ankle-l"][data-alarm="clonus"]', timeout=5_000)
         shown = next(c for c in _alarm_changes(page) if c.get("alarm") == "clonus")
         latency = shown["at"] / 1000 - onset_at
@@ -112,7 +116,9 @@ def test_alarm_shows_within_1s_clears_lists_history_and_draws_beats_then_offline
         killed = time.monotonic()
         daemon.kill()
         bed = page.locator('section.bed[data-bed="bed-12"]')
-        page.wait_for_selector('section.bed[data-bed="bed-12"][data-daemon="offline"]', timeout=12_000)
+        page.wait_for_selector(
+            'section.bed[data-bed="bed-12"][data-daemon="offline"]', timeout=12_000
+        )
         change = next(c for c in _alarm_changes(page) if c.get("daemon") == "offline")
         took = change["at"] / 1000 - (killed + offset)
         print(f"SIGKILL -> bed offline: {took:.2f} s (keepalive 5 s x 1.5 = 7.5 s)")
@@ -125,3 +131,60 @@ def test_alarm_shows_within_1s_clears_lists_history_and_draws_beats_then_offline
         if daemon.proc is not None and daemon.proc.poll() is None:
             daemon.kill()
         sub.close()
+
+
+def test_audio_pause_holds_2_minutes_on_the_test_clock_and_acknowledge_names_who(
+    broker: Mosquitto, browser: Any, tmp_path: Path
+) -> None:
+    # A long episode (about 65 s), so the alarm stays on while the page's clock is moved.
+    cfg = write_config(
+        tmp_path / "c.toml",
+        broker.port,
+        tmp_path / "state",
+        [],
+        source=_source("{ at_s = 4, beats = 400, frequency_hz = 6.0 }"),
+        daemon_id="pi-12",
+    )
+    daemon = Daemon(cfg)
+    station = Station(broker.port, tmp_path)
+    page = browser.new_page()
+    try:
+        page.clock.install()
+        daemon.start()
+        page.goto(station.url)
+        page.fill("#nurse", "Anna")
+        page.click("#sound")
+        page.wait_for_selector("body[data-audio=quiet]")
+        page.wait_for_selector('[data-key="bed-12/ankle-l"][data-alarm="clonus"]', timeout=30_000)
+        page.wait_for_selector("body[data-audio=sounding]")
+        assert page.evaluate("window.station.beeps") >= 1
+
+        page.click("#pause")
+        page.wait_for_selector("body[data-audio=paused]")
+        info = page.inner_text("#pauseinfo")
+        assert info.startswith("Audio paused by Anna at") and "2:00 left" in info
+        beeps = page.evaluate("window.station.beeps")
+        page.clock.fast_forward("01:59")
+        page.wait_for_timeout(600)  # a few render ticks on the (running) test clock
+        assert page.get_attribute("body", "data-audio") == "paused"
+        assert page.evaluate("window.station.beeps") == beeps
+        assert "0:00 left" in page.inner_text("#pauseinfo") or "0:01 left" in page.inner_text(
+            "#pauseinfo"
+        )
+        # The alarm stays visible (and flashing) while the audio is paused.
+        tile = page.locator('[data-key="bed-12/ankle-l"]')
+        assert tile.get_attribute("data-alarm") == "clonus"
+        page.clock.fast_forward("00:02")
+        page.wait_for_selector("body[data-audio=sounding]", timeout=2_000)
+        page.wait_for_function(f"window.station.beeps > {beeps}", timeout=2_000)
+        assert page.inner_text("#pauseinfo") == ""
+
+        tile.locator("button.ack").click()
+        page.wait_for_selector("body[data-audio=quiet]")
+        assert tile.locator(".ackinfo").inner_text().startswith("Acknowledged by Anna at")
+        assert tile.get_attribute("data-alarm") == "clonus"
+    finally:
+        page.close()
+        station.stop()
+        if daemon.proc is not None and daemon.proc.poll() is None:
+            daemon.terminate()
