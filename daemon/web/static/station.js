@@ -233,7 +233,16 @@
     return { alarm, tech };
   }
 
+  const svgCache = new WeakMap();  // payload -> {size: svg}: drawn once, not every render
   function evidenceSvg(ev, w, h) {
+    let byPayload = svgCache.get(ev);
+    if (!byPayload) svgCache.set(ev, byPayload = {});
+    const size = `${w}x${h}`;
+    if (!(size in byPayload)) byPayload[size] = drawEvidence(ev, w, h);
+    return byPayload[size];
+  }
+
+  function drawEvidence(ev, w, h) {
     const xs = ev.samples || [];
     if (xs.length < 2) return "";
     const fs = ev.fs_hz, pad = 6;
