@@ -106,8 +106,6 @@ class ClonusDetector:
         self._times = RingBuffer(round(900 * beat_fs), 1)
         # Raw motion at beat-stage positions, for the cycle shape (4 cycles at 3 Hz fit).
         self._raw = RingBuffer(round(3.0 * beat_fs), 3)
-        # The band-passed signal the beats are counted on, for event snippets (evidence).
-        self._osc = RingBuffer(round(self.oscillation_s * beat_fs), 1)
         self._hop_rms = RingBuffer(100, 1)  # 10 s of quiet-signal hop RMS
         self._pos = 0  # beat-stage samples produced
         self._hop_fill = 0
@@ -119,6 +117,8 @@ class ClonusDetector:
         self._hold = max(1, round(self.hold_s * self.fs))
         self._held: list[tuple[FloatArray, FloatArray]] = []
         self._held_n = 0
+        # The band-passed signal the beats are counted on, for event snippets (evidence).
+        self._osc = RingBuffer(round(self.oscillation_s * beat_fs), 1)
 
     # -- public --------------------------------------------------------------------------
 
