@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -188,3 +189,81 @@ def test_audio_pause_holds_2_minutes_on_the_test_clock_and_acknowledge_names_who
         station.stop()
         if daemon.proc is not None and daemon.proc.poll() is None:
             daemon.terminate()
+
+
+def _publish(client: Any, topic: str, payload: dict[str, Any], retain: bool = True) -> None:
+    client.publish(topic, json.dumps(payload), qos=1, retain=retain).wait_for_publish(5)
+
+
+def test_technical_alarms_have_their_own_colours_and_never_read_as_all_well(
+    broker: Mosquitto, browser: Any, tmp_path: Path
+) -> None:
+    import paho.mqtt.client as mqtt
+
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-technical")
+    pub.connect("127.0.0.1", broker.port)
+    pub.loop_start()
+    ident = {"schema": "clonusd/2", "daemon": "pi-3", "bed": "bed-3", "sensor": "ankle-r",
+             "site": "ankle", "side": "right"}  # fmt: skip
+    status = {**ident, "sensor_kind": "imu6", "link": "connected", "link_detail": "ok",
+              "rate_hz": 100.0, "nominal_rate_hz": 100.0, "packet_loss": 0.0,
+              "battery_pct": 12, "quality": "ok", "stalled": False}  # fmt: skip
+    _publish(pub, "clonusd/daemon/pi-3/availability", {**ident, "state": "online", "reason": "x"})
+    _publish(pub, "clonusd/bed-3/ankle-r/state", {**ident, "clonus": False})
+    _publish(pub, "clonusd/bed-3/ankle-r/status", status)
+    station = Station(broker.port, tmp_path)
+    page = browser.new_page()
+    tile = page.locator('[data-key="bed-3/ankle-r"]')
+
+    def strip() -> tuple[str, str]:
+        el = tile.locator(".tech div").first
+        return el.inner_text(), el.evaluate("e => getComputedStyle(e).backgroundColor")
+
+    try:
+        page.clock.install()
+        page.goto(station.url)
+        page.wait_for_selector('[data-key="bed-3/ankle-r"][data-alarm="low"]')
+        # Low priority (battery): cyan, and the bed is still watched.
+        assert strip() == ("BATTERY LOW 12 %", "rgb(0, 200, 230)")
+        assert tile.locator(".headline").inner_text() == "monitoring · no clonus"
+
+        # A stall, then a lost link: yellow, "NOT MONITORED", never red nor flashing.
+        _publish(pub, "clonusd/bed-3/ankle-r/status", {**status, "stalled": True})
+        page.wait_for_selector('[data-key="bed-3/ankle-r"][data-alarm="technical"]')
+        assert strip() == ("SENSOR STALLED: no samples", "rgb(255, 212, 0)")
+        assert tile.locator(".headline").inner_text() == "NOT MONITORED"
+        anim = tile.evaluate(
+            "t => [getComputedStyle(t).animationName, getComputedStyle(t).animationDuration]"
+        )
+        assert anim == ["medium-flash", "1.4s"]  # 0.7 Hz: medium priority, not red's 2 Hz
+        _publish(
+            pub,
+            "clonusd/bed-3/ankle-r/status",
+            {**status, "link": "disconnected", "link_detail": "out of range"},
+        )
+        page.wait_for_function(
+            "document.querySelector('[data-key=\"bed-3/ankle-r\"] .tech').innerText"
+            ".includes('LINK LOST: out of range')"
+        )
+        # No status for 15 s (test clock): the bed's data is stale and says so.
+        _publish(pub, "clonusd/bed-3/ankle-r/status", status)
+        page.wait_for_selector('[data-key="bed-3/ankle-r"][data-alarm="low"]')
+        page.clock.fast_forward("00:16")
+        page.wait_for_selector('section.bed[data-bed="bed-3"][data-stale="true"]')
+        assert "NO DATA for 0:1" in tile.locator(".tech").inner_text()
+        assert tile.get_attribute("data-alarm") == "technical"
+
+        # The station loses the broker: a banner, and every bed is marked not monitored.
+        broker.stop()
+        page.wait_for_selector("#banner:not([hidden])", timeout=10_000)
+        assert "NOT MONITORED" in page.inner_text("#banner")
+        assert page.get_attribute("#link", "data-state") == "lost"
+        assert "no link to the broker" in tile.locator(".tech").inner_text()
+        shot = artifact("central-station-technical.png")
+        page.screenshot(path=str(shot))
+        print(f"screenshot: {shot}")
+    finally:
+        page.close()
+        station.stop()
+        pub.loop_stop()
+        pub.disconnect()

@@ -75,7 +75,8 @@ class SignalTap(Protocol):
 
 @dataclass
 class _Capture:
-    episode: int
+    episode: int  # the detector's number
+    number: int  # the published one (`episode` in the event payloads)
     episode_id: str
     start_t: float  # signal time of the window's first sample
     onset_t: float
@@ -184,6 +185,7 @@ class EpisodeRecord:
         if ev.event == "clonus.onset":
             new = _Capture(
                 episode=ev.episode,
+                number=int(payload.get("episode", ev.episode)),
                 episode_id=str(payload["id"]),
                 start_t=ev.onset_t - BEFORE_S,
                 onset_t=ev.onset_t,
@@ -204,7 +206,7 @@ class EpisodeRecord:
         onset = self._onsets.pop(ev.episode, None)
         entry = {
             "episode_id": cap.episode_id if cap else str(payload["id"]),
-            "episode": ev.episode,
+            "episode": payload.get("episode", ev.episode),
             "onset": onset["time"] if onset else None,
             "end": payload["time"],
             "end_epoch": round(self.clock(), 3),
@@ -276,7 +278,7 @@ class EpisodeRecord:
         beats = [round(b - t0, 3) for b in cap.beats if t0 <= b <= t_last]
         payload = {
             **self.identity(),
-            "episode": cap.episode,
+            "episode": cap.number,
             "episode_id": cap.episode_id,
             "final": final,
             "signal": self.signal,

@@ -63,11 +63,19 @@
   function accept(topic, payload, at) {
     const rest = topic.slice(model.prefix.length + 1).split("/");
     if (rest[0] === "daemon") {
-      // clonusd/2: {prefix}/daemon/{id}/availability (JSON); clonusd/1: {prefix}/daemon/availability
+      // clonusd/2: {prefix}/daemon/{id}/availability (JSON) and /event (the daemon's own
+      // technical alarms); clonusd/1: {prefix}/daemon/availability ("online"/"offline").
       const id = rest.length === 3 ? rest[1] : "";
+      const last = rest[rest.length - 1];
+      if (last === "event") {
+        const d = model.daemons.get(id);
+        if (d && payload && payload.priority === "technical_alarm") d.alarm = { kind: payload.event, at };
+        return;
+      }
+      if (last !== "availability") return;
       if (payload === null) { model.daemons.delete(id); return; }
       const state = typeof payload === "string" ? payload : payload.state;
-      model.daemons.set(id, { state, reason: payload.reason || "", at });
+      model.daemons.set(id, { state, reason: payload.reason || "", at, alarm: null });
       return;
     }
     if (rest.length < 3) return;
@@ -117,6 +125,8 @@
     if (d && d.state === "offline") {
       out.push(["medium", `DAEMON OFFLINE (${d.reason || "offline"}) since ${hhmmss(d.at)}`]);
     }
+    if (!d) out.push(["medium", "DAEMON UNKNOWN: no availability from it"]);
+    if (d && d.alarm) out.push(["medium", `DAEMON FAULT: ${d.alarm.kind} at ${hhmmss(d.alarm.at)}`]);
     const st = s.status;
     if (!st) out.push(["medium", "NO STATUS from this sensor yet"]);
     else {
@@ -309,7 +319,9 @@
       setAttr(bv.root, "data-daemon", offline ? "offline" : d ? d.state : "unknown");
       setAttr(bv.root, "data-stale", String(stale));
       const names = [...daemonIds].filter(Boolean).join(", ");
-      setText($(".daemon", bv.root), offline ? `DAEMON OFFLINE${names ? " · " + names : ""}` : `daemon ${names || "?"} ${d ? d.state : "unknown"}`);
+      const linkOk = model.broker.connected && model.stream === "open";
+      const known = linkOk ? (d ? d.state : "unknown") : "unknown (no link)";
+      setText($(".daemon", bv.root), offline ? `DAEMON OFFLINE${names ? " · " + names : ""}` : `daemon ${names || "?"} ${known}`);
       renderHistory(bv, sensors, now);
     }
     // Header: clock, link, audio.
