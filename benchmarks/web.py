@@ -30,6 +30,7 @@ from station import (  # type: ignore[import-not-found]
     CHROMIUM_ARGS,
     OBSERVER,
     Station,
+    until,
 )
 
 BEDS = 20
@@ -122,10 +123,8 @@ def main() -> int:
                 page = browser.new_page(viewport={"width": 1600, "height": 1000})
                 page.add_init_script(OBSERVER)
                 page.goto(station.url)
-                page.wait_for_function(f"document.querySelectorAll('.tile').length == {BEDS}")
-                page.wait_for_function(
-                    f"document.querySelectorAll('.episode svg').length == {5 * BEDS}"
-                )
+                until(page, f"document.querySelectorAll('.tile').length == {BEDS}", 20)
+                until(page, f"document.querySelectorAll('.episode svg').length == {5 * BEDS}", 20)
                 sent: list[tuple[str, str, float]] = []
                 active = [False] * BEDS
                 for i in range(n_events):

@@ -99,6 +99,16 @@ class Station:
                 self.proc.wait()
 
 
+def until(page: Any, expression: str, timeout: float = 5.0) -> None:
+    """Wait until a JS expression is true. (wait_for_function evaluates its string with
+    eval, which the page's Content-Security-Policy rightly refuses.)"""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout} s: {expression}")
+        page.wait_for_timeout(50)
+
+
 def artifact(name: str) -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS / name

@@ -9,7 +9,16 @@ from typing import Any
 
 import pytest
 from broker import Daemon, Mosquitto, Subscriber, write_config
-from station import CHROMIUM, CHROMIUM_ARGS, OBSERVER, Station, artifact, need_browser, wall_offset
+from station import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    OBSERVER,
+    Station,
+    artifact,
+    need_browser,
+    until,
+    wall_offset,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -177,7 +186,7 @@ def test_audio_pause_holds_2_minutes_on_the_test_clock_and_acknowledge_names_who
         assert tile.get_attribute("data-alarm") == "clonus"
         page.clock.fast_forward("00:02")
         page.wait_for_selector("body[data-audio=sounding]", timeout=2_000)
-        page.wait_for_function(f"window.station.beeps > {beeps}", timeout=2_000)
+        until(page, f"window.station.beeps > {beeps}", 2.0)
         assert page.inner_text("#pauseinfo") == ""
 
         tile.locator("button.ack").click()
@@ -241,9 +250,10 @@ def test_technical_alarms_have_their_own_colours_and_never_read_as_all_well(
             "clonusd/bed-3/ankle-r/status",
             {**status, "link": "disconnected", "link_detail": "out of range"},
         )
-        page.wait_for_function(
+        until(
+            page,
             "document.querySelector('[data-key=\"bed-3/ankle-r\"] .tech').innerText"
-            ".includes('LINK LOST: out of range')"
+            ".includes('LINK LOST: out of range')",
         )
         # No status for 15 s (test clock): the bed's data is stale and says so.
         _publish(pub, "clonusd/bed-3/ankle-r/status", status)

@@ -9,10 +9,11 @@ Per sensor, two retained kinds of topic (documented in the README):
 The daemon publishes them, not the central station, so a web server (or any monitor) that
 restarts or connects late still gets them from the broker. The history is also kept in
 `state_dir`, so a daemon restart does not wipe it. An episode's evidence is published
-twice: at onset (from 2 s before the first beat up to the alarm: why it fired) and once
-the window is complete (up to 2 s after the last beat, `final: true`). The window is at
-most `WINDOW_MAX_S` long; a longer episode shows its start (`truncated: true`). When an
-episode leaves the history its evidence topic is cleared.
+at onset (from 2 s before the first beat up to the alarm: why it fired), with each
+update (every 2 s) while the window fills, and once the window is complete (up to 2 s
+after the last beat, `final: true`). The window is at most `WINDOW_MAX_S` long; a longer
+episode shows its start (`truncated: true`). When an episode leaves the history its
+evidence topic is cleared.
 """
 
 from __future__ import annotations
@@ -201,6 +202,9 @@ class EpisodeRecord:
         if cap is not None:
             cap.beats, cap.last_beat_t = ev.beat_times, ev.last_beat_t
         if ev.event != "clonus.end":
+            if cap is not None and cap.samples is None:  # the evidence so far, every update
+                t, y = tap.oscillation(ev.t - cap.start_t + 1.0)
+                self._publish(cap, t, y, tap.beat_fs, min(ev.t, cap.start_t + WINDOW_MAX_S))
             self.poll(tap)
             return
         onset = self._onsets.pop(ev.episode, None)

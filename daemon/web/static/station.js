@@ -154,6 +154,7 @@
     if (v) return v;
     const root = el("section", "bed");
     root.dataset.bed = bed;
+    root.id = `bed-${encodeURIComponent(bed)}`;
     const head = el("div", "bed-head");
     head.append(el("div", "bed-name", bed), el("div", "daemon"));
     const tiles = el("div", "tiles");
@@ -239,7 +240,8 @@
     }
     if (liveHtml !== t.liveHtml) { t.live.innerHTML = liveHtml; t.liveHtml = liveHtml; }
     const st = s.status;
-    setText(t.health, st ? `link ${st.link} · ${st.rate_hz ?? "?"} Hz of ${st.nominal_rate_hz} · loss ${num(100 * (st.packet_loss || 0))} % · battery ${st.battery_pct ?? "?"} % · ${st.quality}` : "");
+    const lastKnown = tech.some((x) => x[0] === "medium") ? "last known: " : "";
+    setText(t.health, st ? `${lastKnown}link ${st.link} · ${st.rate_hz ?? "?"} Hz of ${st.nominal_rate_hz} · loss ${num(100 * (st.packet_loss || 0))} % · battery ${st.battery_pct ?? "?"} % · ${st.quality}` : "");
     return { alarm, tech };
   }
 
@@ -302,6 +304,7 @@
     }
     let physiological = false;
     let unacked = false;
+    const strip = [];  // [priority, bed, text]
     for (const [bed, sensors] of byBed) {
       const bv = bedView(bed);
       let stale = false;
@@ -309,7 +312,14 @@
       const daemonIds = new Set();
       for (const s of sensors) {
         const { alarm, tech } = renderTile(bv, s, now);
-        if (alarm === "clonus") { physiological = true; if (!station.acks[ackKey(s)]) unacked = true; }
+        if (alarm === "clonus") {
+          physiological = true;
+          if (!station.acks[ackKey(s)]) unacked = true;
+          const where = `${s.side || ""} ${s.site || ""}`.trim() || s.id;
+          strip.push(["high", bed, `${bed} · ${where} · CLONUS ${s.active.beats} beats`]);
+        } else if (alarm === "technical") {
+          strip.push(["medium", bed, `${bed} · ${s.side || ""} ${s.site || s.id}: not monitored`]);
+        }
         if (tech.some((x) => x[1].startsWith("NO DATA"))) stale = true;
         const d = daemonOf(s);
         if (d && d.state === "offline") offline = true;
@@ -324,6 +334,11 @@
       setText($(".daemon", bv.root), offline ? `DAEMON OFFLINE${names ? " · " + names : ""}` : `daemon ${names || "?"} ${known}`);
       renderHistory(bv, sensors, now);
     }
+    strip.sort((a, b) => (a[0] === b[0] ? 0 : a[0] === "high" ? -1 : 1));
+    const stripHtml = strip.map(([p, bed, text]) =>
+      `<a class="${p}" href="#bed-${encodeURIComponent(bed)}">${esc(text)}</a>`).join("");
+    const alarms = $("#alarms");
+    if (alarms.innerHTML !== stripHtml) alarms.innerHTML = stripHtml;
     // Header: clock, link, audio.
     setText($("#clock"), hhmmss(now));
     const link = $("#link");
