@@ -41,6 +41,15 @@ def browser():  # type: ignore[no-untyped-def]
             b.close()
 
 
+def _new_page(browser: Any, **kw: Any) -> tuple[Any, list[str]]:
+    """A page whose script errors are collected: a page that throws fails its test."""
+    page = browser.new_page(**kw)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    return page, errors
+
+
 def _alarm_changes(page: Any) -> list[dict[str, Any]]:
     changes: list[dict[str, Any]] = page.evaluate("window.__alarms")
     return changes
@@ -60,7 +69,7 @@ def test_alarm_shows_within_1s_clears_lists_history_and_draws_beats_then_offline
     sub = Subscriber(broker.port)
     daemon = Daemon(cfg)
     station = Station(broker.port, tmp_path)
-    page = browser.new_page(viewport={"width": 1000, "height": 900})
+    page, errors = _new_page(browser, viewport={"width": 1000, "height": 900})
     try:
         page.add_init_script(OBSERVER)
         daemon.start()
@@ -135,6 +144,7 @@ def test_alarm_shows_within_1s_clears_lists_history_and_draws_beats_then_offline
         assert took <= 7.5 + 0.5
         assert "DAEMON OFFLINE" in bed.inner_text()
         assert tile.get_attribute("data-alarm") == "technical"
+        assert errors == []
     finally:
         page.close()
         station.stop()
@@ -157,7 +167,7 @@ def test_audio_pause_holds_2_minutes_on_the_test_clock_and_acknowledge_names_who
     )
     daemon = Daemon(cfg)
     station = Station(broker.port, tmp_path)
-    page = browser.new_page()
+    page, errors = _new_page(browser)
     try:
         page.clock.install()
         daemon.start()
@@ -193,6 +203,7 @@ def test_audio_pause_holds_2_minutes_on_the_test_clock_and_acknowledge_names_who
         page.wait_for_selector("body[data-audio=quiet]")
         assert tile.locator(".ackinfo").inner_text().startswith("Acknowledged by Anna at")
         assert tile.get_attribute("data-alarm") == "clonus"
+        assert errors == []
     finally:
         page.close()
         station.stop()
@@ -221,7 +232,7 @@ def test_technical_alarms_have_their_own_colours_and_never_read_as_all_well(
     _publish(pub, "clonusd/bed-3/ankle-r/state", {**ident, "clonus": False})
     _publish(pub, "clonusd/bed-3/ankle-r/status", status)
     station = Station(broker.port, tmp_path)
-    page = browser.new_page()
+    page, errors = _new_page(browser)
     tile = page.locator('[data-key="bed-3/ankle-r"]')
 
     def strip() -> tuple[str, str]:
@@ -272,6 +283,7 @@ def test_technical_alarms_have_their_own_colours_and_never_read_as_all_well(
         shot = artifact("central-station-technical.png")
         page.screenshot(path=str(shot))
         print(f"screenshot: {shot}")
+        assert errors == []
     finally:
         page.close()
         station.stop()

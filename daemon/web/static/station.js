@@ -143,7 +143,14 @@
     return out;
   }
 
-  function ackKey(s) { return `${s.key}#${s.active ? s.active.episode : ""}#${Math.round(s.onsetAt / 10000)}`; }
+  // An acknowledge belongs to one episode: its sensor, number and onset (the daemon's
+  // clock), so a number reused after a daemon restart is not taken as acknowledged.
+  function onsetWall(a) { return Date.parse(a.time) - 1000 * ((a.t || 0) - (a.onset_t || 0)); }
+  function ackKey(s) { return `${s.key}#${s.active ? s.active.episode : ""}`; }
+  function ackOf(s) {
+    const ack = s.active ? station.acks[ackKey(s)] : null;
+    return ack && Math.abs(ack.onset - onsetWall(s.active)) < 30000 ? ack : null;
+  }
 
   // -- rendering -------------------------------------------------------------------------
 
@@ -189,7 +196,9 @@
     ack.addEventListener("click", () => {
       const cur = model.sensors.get(s.key);
       if (!cur || !cur.active) return;
-      station.acks[ackKey(cur)] = { by: nurse(), at: Date.now() };
+      const now = Date.now();
+      for (const [k, v] of Object.entries(station.acks)) if (now - v.at > 86400000) delete station.acks[k];
+      station.acks[ackKey(cur)] = { by: nurse(), at: now, onset: onsetWall(cur.active) };
       save("acks", station.acks);
       render();
     });
@@ -225,17 +234,17 @@
     const techHtml = tech.map(([p, text]) => `<div class="${p}">${esc(text)}</div>`).join("");
     if (t.tech.innerHTML !== techHtml) t.tech.innerHTML = techHtml;
     setAttr(t.root, "data-tech", tech.map((x) => x[1].split(/[ :(]/)[0].toLowerCase()).join(" "));
-    const ack = s.active ? station.acks[ackKey(s)] : null;
+    const ack = ackOf(s);
     setText(t.ackinfo, ack ? `Acknowledged by ${ack.by} at ${hhmmss(ack.at)}` : "");
     setAttr(t.root, "data-acked", ack ? "true" : "false");
     // The evidence so far: why this alarm fired.
     let liveHtml = "";
     if (s.active) {
       const a = s.active;
-      const onsetWall = Date.parse(a.time) - 1000 * ((a.t || 0) - (a.onset_t || 0));
+      const since = onsetWall(a) - 3000;
       // Same episode number, published since this onset (not a retained one from an earlier run).
       const ev = [...model.evidence.values()].find((e) => e.bed === s.bed && e.sensor === s.id &&
-        e.episode === a.episode && Date.parse(e.time) >= onsetWall - 3000);
+        e.episode === a.episode && Date.parse(e.time) >= since);
       if (ev) liveHtml = evidenceSvg(ev, 560, 90);
     }
     if (liveHtml !== t.liveHtml) { t.live.innerHTML = liveHtml; t.liveHtml = liveHtml; }
@@ -314,7 +323,7 @@
         const { alarm, tech } = renderTile(bv, s, now);
         if (alarm === "clonus") {
           physiological = true;
-          if (!station.acks[ackKey(s)]) unacked = true;
+          if (!ackOf(s)) unacked = true;
           const where = `${s.side || ""} ${s.site || ""}`.trim() || s.id;
           strip.push(["high", bed, `${bed} · ${where} · CLONUS ${s.active.beats} beats`]);
         } else if (alarm === "technical") {
@@ -350,7 +359,8 @@
     if (!linkOk) setText(banner, "NOT MONITORED: this station has lost its link; alarms will not show here.");
     if (station.pause && now >= station.pause.until) { station.pause = null; save("pause", null); }
     const pause = station.pause;
-    setText($("#pauseinfo"), pause ? `Audio paused by ${pause.by} at ${hhmmss(pause.at)} · ${since(pause.until - now)} left` : "");
+    const left = pause ? since(1000 * Math.ceil((pause.until - now) / 1000)) : "";
+    setText($("#pauseinfo"), pause ? `Audio paused by ${pause.by} at ${hhmmss(pause.at)} · ${left} left` : "");
     setText($("#pause"), pause ? "Resume audio" : "Pause audio 2 min");
     const audio = !station.audioEnabled ? "off" : pause ? "paused" : physiological && unacked ? "sounding" : "quiet";
     setAttr(document.body, "data-audio", audio);
