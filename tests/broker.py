@@ -13,9 +13,19 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import paho.mqtt.client as mqtt
+
+
+def wait_for(pred: Callable[[], bool], timeout: float = 30.0) -> bool:
+    """Poll `pred` until it holds or `timeout` passes; its last answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()
 
 
 def free_port() -> int:
@@ -69,9 +79,13 @@ class Mosquitto:
 
 
 class Subscriber:
-    """Collects every message under a topic filter, with arrival times."""
+    """Collects every message under a topic filter, with arrival times. Like `Daemon`,
+    every one is recorded and closed at teardown."""
+
+    opened: ClassVar[list[Subscriber]] = []
 
     def __init__(self, port: int, topic: str = "clonusd/#") -> None:
+        Subscriber.opened.append(self)
         self.messages: list[tuple[float, str, Any, bool]] = []
         self._lock = threading.Lock()
         self.client = mqtt.Client(
@@ -112,16 +126,16 @@ class Subscriber:
             ]
 
     def wait_for(self, pred: Callable[[], bool], timeout: float = 30.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if pred():
-                return True
-            time.sleep(0.05)
-        return pred()
+        return wait_for(pred, timeout)
 
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+
+    @classmethod
+    def reap(cls) -> None:
+        while cls.opened:
+            cls.opened.pop().close()
 
 
 def write_config(
@@ -172,7 +186,12 @@ def can_set_hostname() -> bool:
 
 class Daemon:
     """`clonusd run` as a process; with `hostname`, in a private UTS namespace whose host
-    name is that (as if on its own Raspberry Pi), so its defaults follow that name."""
+    name is that (as if on its own Raspberry Pi), so its defaults follow that name. Every
+    one started is recorded, so that the test's teardown (`reap()`, called by an autouse
+    fixture in conftest) ends it whatever the test's outcome: a failed assertion must not
+    leave a daemon running."""
+
+    started: ClassVar[list[Daemon]] = []
 
     def __init__(self, config: Path, speed: float = 1.0, hostname: str | None = None) -> None:
         self.config = config
@@ -180,6 +199,15 @@ class Daemon:
         self.hostname = hostname
         self.proc: subprocess.Popen[str] | None = None
         self.log = config.with_suffix(".log")
+
+    @classmethod
+    def reap(cls) -> None:
+        """Kill every daemon a test started and did not stop."""
+        while cls.started:
+            d = cls.started.pop()
+            if d.proc is not None and d.proc.poll() is None:
+                d.proc.kill()
+                d.proc.wait()
 
     def start(self) -> None:
         cmd = [
@@ -212,6 +240,7 @@ class Daemon:
             stderr=self.log.open("a"),
             text=True,
         )
+        Daemon.started.append(self)
 
     def terminate(self, timeout: float = 15.0) -> int:
         assert self.proc is not None
