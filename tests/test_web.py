@@ -242,10 +242,13 @@ def test_technical_alarms_have_their_own_colours_and_never_read_as_all_well(
     try:
         page.clock.install()
         page.goto(station.url)
+        page.fill("#nurse", "Bo")
+        page.click("#sound")
         page.wait_for_selector('[data-key="bed-3/ankle-r"][data-alarm="low"]')
-        # Low priority (battery): cyan, and the bed is still watched.
+        # Low priority (battery): cyan, silent, and the bed is still watched.
         assert strip() == ("BATTERY LOW 12 %", "rgb(0, 200, 230)")
         assert tile.locator(".headline").inner_text() == "monitoring · no clonus"
+        assert page.get_attribute("body", "data-audio") == "quiet"
 
         # A stall, then a lost link: yellow, "NOT MONITORED", never red nor flashing.
         _publish(pub, "clonusd/bed-3/ankle-r/status", {**status, "stalled": True})
@@ -256,6 +259,13 @@ def test_technical_alarms_have_their_own_colours_and_never_read_as_all_well(
             "t => [getComputedStyle(t).animationName, getComputedStyle(t).animationDuration]"
         )
         assert anim == ["medium-flash", "1.4s"]  # 0.7 Hz: medium priority, not red's 2 Hz
+        # Medium priority sounds its own burst until acknowledged; a new fault sounds again.
+        page.wait_for_selector("body[data-audio=medium]")
+        assert page.evaluate("window.station.mediumBeeps") >= 1
+        assert page.evaluate("window.station.beeps") == 0
+        tile.locator("button.ack").click()
+        page.wait_for_selector("body[data-audio=quiet]")
+        assert tile.locator(".ackinfo").inner_text().startswith("Acknowledged by Bo at")
         _publish(
             pub,
             "clonusd/bed-3/ankle-r/status",
@@ -266,6 +276,7 @@ def test_technical_alarms_have_their_own_colours_and_never_read_as_all_well(
             "document.querySelector('[data-key=\"bed-3/ankle-r\"] .tech').innerText"
             ".includes('LINK LOST: out of range')",
         )
+        page.wait_for_selector("body[data-audio=medium]")
         # No status for 15 s (test clock): the bed's data is stale and says so.
         _publish(pub, "clonusd/bed-3/ankle-r/status", status)
         page.wait_for_selector('[data-key="bed-3/ankle-r"][data-alarm="low"]')

@@ -5,6 +5,7 @@
   const STALE_MS = 15000;        // status comes at least every 5 s
   const PAUSE_MS = 120000;       // audio pause: 2 minutes
   const BURST_EVERY_MS = 5000;   // high-priority burst repeat
+  const MEDIUM_EVERY_MS = 15000; // medium-priority (technical: not monitored) burst repeat
   const HISTORY_MS = 24 * 3600 * 1000;
   const BATTERY_LOW = 20;
 
@@ -17,7 +18,7 @@
     stream: "connecting",
   };
   const station = {
-    model, beeps: 0, audioEnabled: false, pause: load("pause") || null,
+    model, beeps: 0, mediumBeeps: 0, audioEnabled: false, pause: load("pause") || null,
     acks: load("acks") || {},
   };
   window.station = station;
@@ -69,7 +70,9 @@
       const last = rest[rest.length - 1];
       if (last === "event") {
         const d = model.daemons.get(id);
-        if (d && payload && payload.priority === "technical_alarm") d.alarm = { kind: payload.event, at };
+        if (d && payload && payload.priority === "technical_alarm") {
+          d.alarm = { kind: payload.event, detail: payload.detail || "", at };
+        }
         return;
       }
       if (last !== "availability") return;
@@ -126,7 +129,10 @@
       out.push(["medium", `DAEMON OFFLINE (${d.reason || "offline"}) since ${hhmmss(d.at)}`]);
     }
     if (!d) out.push(["medium", "DAEMON UNKNOWN: no availability from it"]);
-    if (d && d.alarm) out.push(["medium", `DAEMON FAULT: ${d.alarm.kind} at ${hhmmss(d.alarm.at)}`]);
+    if (d && d.alarm) {
+      const detail = d.alarm.detail ? ` (${d.alarm.detail})` : "";
+      out.push(["medium", `DAEMON FAULT: ${d.alarm.kind} since ${hhmmss(d.alarm.at)}${detail}`]);
+    }
     const st = s.status;
     if (!st) out.push(["medium", "NO STATUS from this sensor yet"]);
     else {
@@ -146,10 +152,16 @@
   // An acknowledge belongs to one episode: its sensor, number and onset (the daemon's
   // clock), so a number reused after a daemon restart is not taken as acknowledged.
   function onsetWall(a) { return Date.parse(a.time) - 1000 * ((a.t || 0) - (a.onset_t || 0)); }
-  function ackKey(s) { return `${s.key}#${s.active ? s.active.episode : ""}`; }
-  function ackOf(s) {
-    const ack = s.active ? station.acks[ackKey(s)] : null;
-    return ack && Math.abs(ack.onset - onsetWall(s.active)) < 30000 ? ack : null;
+  // A technical one belongs to what is wrong: a new kind of fault needs a new acknowledge.
+  function techKey(s, tech) {
+    const kinds = tech.filter((x) => x[0] === "medium").map((x) => x[1].split(/[:(]| for | since /)[0].trim());
+    return `${s.key}#tech#${kinds.join("|")}`;
+  }
+  function ackKey(s, tech) { return s.active ? `${s.key}#${s.active.episode}` : techKey(s, tech); }
+  function ackOf(s, tech) {
+    const ack = station.acks[ackKey(s, tech)];
+    if (!ack) return null;
+    return !s.active || Math.abs(ack.onset - onsetWall(s.active)) < 30000 ? ack : null;
   }
 
   // -- rendering -------------------------------------------------------------------------
@@ -195,10 +207,12 @@
     root.append(ackRow, live, health);
     ack.addEventListener("click", () => {
       const cur = model.sensors.get(s.key);
-      if (!cur || !cur.active) return;
+      if (!cur) return;
       const now = Date.now();
+      const tech = technical(cur, now);
+      if (!cur.active && !tech.some((x) => x[0] === "medium")) return;
       for (const [k, v] of Object.entries(station.acks)) if (now - v.at > 86400000) delete station.acks[k];
-      station.acks[ackKey(cur)] = { by: nurse(), at: now, onset: onsetWall(cur.active) };
+      station.acks[ackKey(cur, tech)] = { by: nurse(), at: now, onset: cur.active ? onsetWall(cur.active) : 0 };
       save("acks", station.acks);
       render();
     });
@@ -234,7 +248,7 @@
     const techHtml = tech.map(([p, text]) => `<div class="${p}">${esc(text)}</div>`).join("");
     if (t.tech.innerHTML !== techHtml) t.tech.innerHTML = techHtml;
     setAttr(t.root, "data-tech", tech.map((x) => x[1].split(/[ :(]/)[0].toLowerCase()).join(" "));
-    const ack = ackOf(s);
+    const ack = alarm === "clonus" || alarm === "technical" ? ackOf(s, tech) : null;
     setText(t.ackinfo, ack ? `Acknowledged by ${ack.by} at ${hhmmss(ack.at)}` : "");
     setAttr(t.root, "data-acked", ack ? "true" : "false");
     // The evidence so far: why this alarm fired.
@@ -313,6 +327,7 @@
     }
     let physiological = false;
     let unacked = false;
+    let unackedTechnical = false;
     const strip = [];  // [priority, bed, text]
     for (const [bed, sensors] of byBed) {
       const bv = bedView(bed);
@@ -323,10 +338,11 @@
         const { alarm, tech } = renderTile(bv, s, now);
         if (alarm === "clonus") {
           physiological = true;
-          if (!ackOf(s)) unacked = true;
+          if (!ackOf(s, tech)) unacked = true;
           const where = `${s.side || ""} ${s.site || ""}`.trim() || s.id;
           strip.push(["high", bed, `${bed} · ${where} · CLONUS ${s.active.beats} beats`]);
         } else if (alarm === "technical") {
+          if (!ackOf(s, tech)) unackedTechnical = true;
           strip.push(["medium", bed, `${bed} · ${s.side || ""} ${s.site || s.id}: not monitored`]);
         }
         if (tech.some((x) => x[1].startsWith("NO DATA"))) stale = true;
@@ -362,13 +378,15 @@
     const left = pause ? since(1000 * Math.ceil((pause.until - now) / 1000)) : "";
     setText($("#pauseinfo"), pause ? `Audio paused by ${pause.by} at ${hhmmss(pause.at)} · ${left} left` : "");
     setText($("#pause"), pause ? "Resume audio" : "Pause audio 2 min");
-    const audio = !station.audioEnabled ? "off" : pause ? "paused" : physiological && unacked ? "sounding" : "quiet";
+    // High priority (clonus) sounds over medium (a bed not monitored); each until acknowledged.
+    const audio = !station.audioEnabled ? "off" : pause ? "paused"
+      : physiological && unacked ? "sounding" : unackedTechnical ? "medium" : "quiet";
     setAttr(document.body, "data-audio", audio);
-    if (audio === "sounding" && now >= (station.nextBurst || 0)) {
-      burst();
-      station.nextBurst = now + BURST_EVERY_MS;
+    if (audio !== station.lastAudio) { station.nextBurst = 0; station.lastAudio = audio; }
+    if ((audio === "sounding" || audio === "medium") && now >= (station.nextBurst || 0)) {
+      if (audio === "sounding") burst(); else mediumBurst();
+      station.nextBurst = now + (audio === "sounding" ? BURST_EVERY_MS : MEDIUM_EVERY_MS);
     }
-    if (audio !== "sounding") station.nextBurst = 0;
   }
 
   // -- sound: IEC 60601-1-8 style high-priority burst, generated here ------------------------
@@ -376,24 +394,33 @@
   function nurse() { return ($("#nurse").value || "").trim() || "unnamed"; }
 
   function burst() {
-    const ctx = station.ctx;
     station.beeps += 1;
+    // 10 pulses: x-x-x--x-x, twice, 150 ms each, fundamental 523 Hz with harmonics.
+    pulses([0, 0.25, 0.5, 1.0, 1.25, 2.0, 2.25, 2.5, 3.0, 3.25], 523.25, 0.15);
+  }
+
+  function mediumBurst() {
+    station.mediumBeeps += 1;
+    // 3 pulses, x-x-x, 200 ms each, lower (392 Hz): medium priority, told apart by ear.
+    pulses([0, 0.3, 0.6], 392.0, 0.2);
+  }
+
+  function pulses(offsets, f0, len) {
+    const ctx = station.ctx;
     if (!ctx) return;
     const t0 = ctx.currentTime + 0.02;
-    // 10 pulses: x-x-x--x-x, twice, 150 ms each, fundamental 523 Hz with harmonics.
-    const offsets = [0, 0.25, 0.5, 1.0, 1.25, 2.0, 2.25, 2.5, 3.0, 3.25];
     for (const off of offsets) {
       for (const [mult, level] of [[1, 0.22], [2, 0.08], [3, 0.05], [4, 0.03]]) {
         const osc = ctx.createOscillator();
         const gain = ctx.createGain();
-        osc.frequency.value = 523.25 * mult;
+        osc.frequency.value = f0 * mult;
         gain.gain.setValueAtTime(0, t0 + off);
         gain.gain.linearRampToValueAtTime(level, t0 + off + 0.02);
-        gain.gain.setValueAtTime(level, t0 + off + 0.13);
-        gain.gain.linearRampToValueAtTime(0, t0 + off + 0.15);
+        gain.gain.setValueAtTime(level, t0 + off + len - 0.02);
+        gain.gain.linearRampToValueAtTime(0, t0 + off + len);
         osc.connect(gain).connect(ctx.destination);
         osc.start(t0 + off);
-        osc.stop(t0 + off + 0.16);
+        osc.stop(t0 + off + len + 0.01);
       }
     }
   }
