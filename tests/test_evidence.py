@@ -113,3 +113,30 @@ def test_an_episode_ended_by_a_lost_link_publishes_its_evidence_at_once(tmp_path
         rec.on_event(e, {"id": "end", "time": "x", "end_reason": "link_lost"}, det)
     final = [p for tp, p in pub.sent if "/evidence/" in tp and p and p["final"]]
     assert len(final) == 1 and final[0]["beats_s"]
+
+
+def test_a_long_episode_shows_its_first_12_s_and_says_it_is_truncated(tmp_path: Path) -> None:
+    t, x, _ = clonus_band("imu6", 90, seed=2)
+    det = ClonusDetector("imu6", site_params("ankle"), 200.0)
+    pub = FakeRetained()
+    rec = EpisodeRecord(pub, "clonusd", "b1", "s1", "imu6", "deg/s", _identity, None)
+    end: EpisodeEvent | None = None
+    for s in range(0, t.size, 20):
+        for e in det.process(t[s : s + 20], x[s : s + 20]):
+            payload = {"id": "ep", "time": "2026-01-01T00:00:10.000+00:00"}
+            if e.event == "clonus.end":
+                payload["end_reason"] = "rhythm_stopped"
+                end = e
+            rec.on_event(e, payload, det)
+        rec.poll(det)
+    assert end is not None and end.duration_s > 12.0
+    final = [p for tp, p in pub.sent if "/evidence/" in tp and p and p["final"]]
+    assert len(final) == 1
+    ev = final[0]
+    span = (len(ev["samples"]) - 1) / ev["fs_hz"]
+    assert ev["truncated"] is True and 11.5 <= span <= 12.0
+    assert ev["beats_total"] == end.beats and 0 < len(ev["beats_s"]) < end.beats
+    assert all(0 <= b <= span for b in ev["beats_s"])
+    (entry,) = [p for tp, p in pub.sent if tp.endswith("/history")][-1]["episodes"]
+    assert entry["alarm"] == "2026-01-01T00:00:10.000+00:00"
+    assert entry["onset"] < entry["alarm"]  # the first beat came before the alarm

@@ -23,6 +23,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -135,7 +136,7 @@ class EpisodeRecord:
         self.topic = history_topic(prefix, bed, sensor)
         self.episodes: list[dict[str, Any]] = []  # newest first
         self._captures: dict[int, _Capture] = {}
-        self._onsets: dict[int, dict[str, Any]] = {}
+        self._onsets: dict[int, tuple[str, float]] = {}  # alarm time, first beat before it (s)
         self.log = log.bind(bed=bed, sensor=sensor)
 
     # -- history -------------------------------------------------------------------------
@@ -194,7 +195,7 @@ class EpisodeRecord:
                 beats=ev.beat_times,
             )
             self._captures[ev.episode] = new
-            self._onsets[ev.episode] = payload
+            self._onsets[ev.episode] = (str(payload["time"]), ev.t - ev.onset_t)
             t, y = tap.oscillation(ev.t - new.start_t + 1.0)
             self._publish(new, t, y, tap.beat_fs, min(ev.t, new.start_t + WINDOW_MAX_S))
             return
@@ -211,7 +212,8 @@ class EpisodeRecord:
         entry = {
             "episode_id": cap.episode_id if cap else str(payload["id"]),
             "episode": payload.get("episode", ev.episode),
-            "onset": onset["time"] if onset else None,
+            "onset": _before(onset[0], onset[1]) if onset else None,  # the first beat
+            "alarm": onset[0] if onset else None,  # when the onset was decided
             "end": payload["time"],
             "end_epoch": round(self.clock(), 3),
             "duration_s": round(ev.duration_s, 2),
@@ -303,3 +305,12 @@ class EpisodeRecord:
         self.log.info(
             "evidence", episode=cap.episode, final=final, points=len(samples), beats=len(beats)
         )
+
+
+def _before(iso: str, seconds: float) -> str:
+    """The wall-clock time `seconds` before `iso`, in the same format."""
+    try:
+        at = datetime.fromisoformat(iso) - timedelta(seconds=seconds)
+    except ValueError:
+        return iso
+    return at.isoformat(timespec="milliseconds")

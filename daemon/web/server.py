@@ -184,8 +184,8 @@ def make_app(ward: Ward, token: str | None) -> web.Application:
                 if frame is None:
                     break
                 await resp.write(frame.encode())
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+        except ConnectionResetError:
+            pass  # the browser went away; it reconnects by itself if it is still there
         finally:
             ward.clients.discard(q)
         return resp
