@@ -125,11 +125,19 @@ def test_alarm_shows_within_1s_clears_lists_history_and_draws_beats_then_offline
         page.screenshot(path=str(shot))
         print(f"screenshot: {shot}")
 
-        # The history is the daemon's (retained): a reload still lists it.
+        # The history is the daemon's, retained at the broker: a reload, and a new web
+        # server, still list it with its evidence.
         page.reload()
         page.locator(f'.episode[data-beats="{end["beats"]}"] circle.beat').first.wait_for(
             timeout=5_000
         )
+        station.stop()
+        station = Station(broker.port, tmp_path)
+        page.goto(station.url)
+        page.locator(f'.episode[data-beats="{end["beats"]}"] circle.beat').first.wait_for(
+            timeout=5_000
+        )
+        errors.clear()  # the old page's stream was refused while no server was there
 
         # SIGKILL: the bed says its daemon is offline within the last will's time.
         killed = time.monotonic()
