@@ -63,7 +63,7 @@ ensure_venv() {
         "$PY" -m venv "$VENV"
     fi
     # Reinstall only when what the install depends on changed: the project's metadata or
-    # the Python the venv was made from. [dev] includes [test], so either stamp serves test.
+    # the version of the Python the venv was made from (code changes need no reinstall). [dev] includes [test], so either stamp serves test.
     local want
     want="$("$VENV/bin/python" --version 2>&1) $(sha256sum pyproject.toml | cut -c1-16)"
     if [ "$(cat "$VENV/.installed-$1" 2>/dev/null)" = "$want" ] ||
@@ -71,13 +71,21 @@ ensure_venv() {
         return
     fi
     local log="$VENV/install.log"
-    step "installing the project and its Python dependencies ([$1]) into $VENV; log: $log"
-    if ! { "$VENV/bin/python" -m pip install -q --upgrade pip &&
-           "$VENV/bin/python" -m pip install -q -e ".[$1]"; } >"$log" 2>&1; then
+    step "installing the project and its Python dependencies ([$1]: numpy, scipy, pydantic,"
+    step "  aiomqtt, bleak, ...) into $VENV; about a minute the first time; log: $log"
+    # pip says nothing useful while it works: show that it still does, every 10 s.
+    ( while sleep 10 && kill -0 $$ 2>/dev/null; do
+          step "  ... still installing ($(grep -c '^Collecting\|^Requirement' "$log" || true) packages so far)"
+      done ) &
+    local ticker=$!
+    if ! { "$VENV/bin/python" -m pip install --upgrade pip &&
+           "$VENV/bin/python" -m pip install -e ".[$1]"; } >"$log" 2>&1; then
+        kill "$ticker" 2>/dev/null
         cat "$log" >&2
         echo "dev.sh: installing the project into $VENV failed (log above)" >&2
         exit 1
     fi
+    kill "$ticker" 2>/dev/null
     echo "$want" >"$VENV/.installed-$1"
 }
 

@@ -72,7 +72,6 @@ def test_full_screen_view_shows_an_alarm_that_was_already_on() -> None:
         "clonus": True,
         "beats": 9,
         "frequency_hz": 6.4,
-        "confidence": 0.9,
     }
     status = {
         "daemon": "pi-3",

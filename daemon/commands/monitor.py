@@ -114,8 +114,7 @@ class Board:
             if ss.get("clonus"):
                 lines.append(
                     f"  {RED}  SUSTAINED CLONUS  {ss.get('beats')} beats at "
-                    f"{ss.get('frequency_hz', 0):.1f} Hz  "
-                    f"(confidence {ss.get('confidence', 0):.2f})  {RESET}"
+                    f"{ss.get('frequency_hz', 0):.1f} Hz  {RESET}"
                 )
             else:
                 lines.append("  no clonus")

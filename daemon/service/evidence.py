@@ -222,7 +222,6 @@ class EpisodeRecord:
             "amplitude": round(ev.amplitude, 2),
             "amplitude_unit": ev.amplitude_unit,
             "regularity": round(ev.regularity, 3),
-            "confidence": round(ev.confidence, 3),
             "end_reason": payload.get("end_reason"),
             "evidence": (
                 f"{self.bed}/{self.sensor}/evidence/{cap.episode_id}" if cap is not None else None
