@@ -9,7 +9,9 @@ from typing import Any
 import numpy as np
 from synth import clonus_band
 
+from clonusd.daemon.commands.replay import make_detector
 from clonusd.daemon.service.evidence import HISTORY_S, EpisodeRecord
+from clonusd.daemon.sources.recording import load_recording
 from clonusd.dsp import ClonusDetector, EpisodeEvent, site_params
 
 
@@ -140,3 +142,18 @@ def test_a_long_episode_shows_its_first_12_s_and_says_it_is_truncated(tmp_path: 
     (entry,) = [p for tp, p in pub.sent if tp.endswith("/history")][-1]["episodes"]
     assert entry["alarm"] == "2026-01-01T00:00:10.000+00:00"
     assert entry["onset"] < entry["alarm"]  # the first beat came before the alarm
+
+
+def test_an_episode_that_resumes_after_a_break_keeps_the_times_of_all_its_beats(
+    dev_dir: Path,
+) -> None:
+    """The 45-beat dev episode that stumbles is counted whole; its beat times are too."""
+    rec = load_recording(dev_dir / "imu-knee-013.csv")
+    lab = next(lab for lab in rec.meta["labels"] if abs(lab["onset_s"] - 46.0) < 0.2)
+    keep = (rec.t >= lab["onset_s"] - 3.0) & (rec.t < lab["end_s"] + 2.0)
+    det = make_detector(rec)
+    events = det.process(rec.t[keep], rec.x[keep]) + det.flush()
+    (end,) = [e for e in events if e.event == "clonus.end"]
+    assert len(end.beat_times) == end.beats
+    assert list(end.beat_times) == sorted(end.beat_times)
+    assert lab["onset_s"] - 0.5 <= end.beat_times[0] and end.beat_times[-1] <= lab["end_s"] + 0.5
