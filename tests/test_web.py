@@ -308,3 +308,44 @@ def test_technical_alarms_have_their_own_colours_and_never_read_as_all_well(
         station.stop()
         pub.loop_stop()
         pub.disconnect()
+
+
+def test_a_daemon_that_goes_silent_is_marked_offline_within_keepalive_x_1_5(
+    broker: Mosquitto, browser: Any, tmp_path: Path
+) -> None:
+    """SIGSTOP: the socket stays open (as when a Pi loses power or its network), so only
+    the broker's keepalive check sends the last will: keepalive_s = 5, so 7.5 s."""
+    import os
+    import signal
+
+    cfg = write_config(
+        tmp_path / "c.toml", broker.port, tmp_path / "state", [], source=_source(""),
+        daemon_id="pi-12",
+    )  # fmt: skip
+    daemon = Daemon(cfg)
+    station = Station(broker.port, tmp_path)
+    page, errors = _new_page(browser)
+    try:
+        page.add_init_script(OBSERVER)
+        daemon.start()
+        page.goto(station.url)
+        page.wait_for_selector(
+            'section.bed[data-bed="bed-12"][data-daemon="online"]', timeout=30_000
+        )
+        assert daemon.proc is not None
+        stopped = time.monotonic() + wall_offset()
+        os.kill(daemon.proc.pid, signal.SIGSTOP)
+        page.wait_for_selector(
+            'section.bed[data-bed="bed-12"][data-daemon="offline"]', timeout=15_000
+        )
+        change = next(c for c in _alarm_changes(page) if c.get("daemon") == "offline")
+        took = change["at"] / 1000 - stopped
+        print(f"SIGSTOP -> bed offline: {took:.2f} s (keepalive 5 s x 1.5 = 7.5 s)")
+        assert 5.0 <= took <= 7.5 + 1.0
+        assert errors == []
+    finally:
+        page.close()
+        station.stop()
+        if daemon.proc is not None and daemon.proc.poll() is None:
+            daemon.proc.send_signal(signal.SIGCONT)
+            daemon.kill()
