@@ -7,6 +7,7 @@ fix the file without reading code. Secrets are `SecretStr`: they never print.
 from __future__ import annotations
 
 import re
+import socket
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -41,7 +42,7 @@ class _Strict(BaseModel):
 class MqttConfig(_Strict):
     host: str = "localhost"
     port: int = Field(1883, ge=1, le=65535)
-    client_id: str = "clonusd"
+    client_id: str | None = None  # default "clonusd-<daemon id>": unique per host
     topic_prefix: str = "clonusd"
     username: str | None = None
     password: SecretStr | None = None
@@ -306,7 +307,18 @@ class SensorConfig(_Strict):
         return params.with_overrides(**changes) if changes else params
 
 
+DAEMON_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+
+
+def default_daemon_id() -> str:
+    """The host name, made topic-safe (one daemon per host is the usual install)."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:64].strip("-.")
+    return name or "clonusd"
+
+
 class DaemonConfig(_Strict):
+    # Names this daemon in topics and payloads (`{prefix}/daemon/{id}/availability`).
+    id: str = Field(default_factory=default_daemon_id, pattern=DAEMON_ID_PATTERN)
     state_dir: Path = Path("/var/lib/clonusd")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

@@ -48,8 +48,9 @@ ensure_system_packages() {
         missing=()
         have dbus-daemon || missing+=(dbus-daemon)
         have systemd-analyze || missing+=(systemd)
+        have chromium || missing+=(chromium)
         if [ ${#missing[@]} -gt 0 ]; then
-            apt_install "the fake BlueZ's private bus, and systemd-analyze for the unit" "${missing[@]}"
+            apt_install "the fake BlueZ's private bus, systemd-analyze for the unit, and chromium for the central station's browser tests" "${missing[@]}"
         fi
     fi
 }
@@ -117,7 +118,14 @@ demo() {
         config/demo.toml >"$work/demo.toml"
     "$VENV/bin/clonusd" run --config "$work/demo.toml" 2>"$work/daemon.log" &
     daemon_pid=$!
-    trap 'kill $daemon_pid 2>/dev/null; wait $daemon_pid 2>/dev/null; kill $mosq_pid 2>/dev/null; echo "demo: the daemon log is kept in $work/daemon.log" >&2' EXIT
+    web_port=$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    "$VENV/bin/clonusd" web --broker "127.0.0.1:$port" --listen "127.0.0.1:$web_port" >"$work/web.log" 2>&1 &
+    web_pid=$!
+    trap 'kill $web_pid 2>/dev/null; kill $daemon_pid 2>/dev/null; wait $daemon_pid 2>/dev/null; kill $mosq_pid 2>/dev/null; echo "demo: the daemon log is kept in $work/daemon.log" >&2' EXIT
+    echo "demo: central station (the page nurses see): http://127.0.0.1:$web_port/  (log $work/web.log)" >&2
+    if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ] && command -v xdg-open >/dev/null; then
+        xdg-open "http://127.0.0.1:$web_port/" >/dev/null 2>&1 || true
+    fi
     echo "demo: simulated ankle band (synthetic signal, not a patient) -> clonusd -> mosquitto :$port" >&2
     echo "demo: episodes of 4, 18, 5 and 30 beats at 4, 10, 24 and 32 s (config/demo.toml)" >&2
     echo "demo: daemon log in $work/daemon.log; Ctrl-C to stop (ends by itself after ${DEMO_SECONDS:-60} s)" >&2
