@@ -26,9 +26,12 @@ import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from machine import Machine
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -140,10 +143,11 @@ def build_wheel(workdir: Path) -> Path:
 
 
 class Scenario:
-    """Drives the VM: the steps wait on what the subscriber sees, not on fixed sleeps, so a
-    slow (TCG, shared-CPU) guest only makes them later."""
+    """Drives the VM. Each step waits for what it needs (a band streaming, an event at
+    the subscriber) instead of sleeping a fixed time, so a slow (TCG, shared-CPU) guest
+    only makes the steps later."""
 
-    def __init__(self, run: Run, vm: Any) -> None:
+    def __init__(self, run: Run, vm: Machine) -> None:
         self.run, self.vm = run, vm
         self.t0 = time.monotonic()
 
