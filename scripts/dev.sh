@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Developer entry point: `scripts/dev.sh demo`, `scripts/dev.sh replay` or `scripts/dev.sh test`.
+# Developer entry point: `scripts/dev.sh demo`, `scripts/dev.sh replay`, `scripts/dev.sh test`
+# or `scripts/dev.sh test-vm` (the real-BlueZ tier in a VM: root, minutes; tests/vm/README.md).
 #
 # On first use it installs what is missing and says so, step by step: Debian packages with
 # apt-get (as root; `apt-get update` once, no Recommends), then .venv with the project in it
@@ -52,6 +53,18 @@ ensure_system_packages() {
         if [ ${#missing[@]} -gt 0 ]; then
             apt_install "the fake BlueZ's private bus, systemd-analyze for the unit, and chromium for the central station's browser tests" "${missing[@]}"
         fi
+    fi
+}
+
+ensure_vm_packages() {
+    # The real-BlueZ tier: QEMU to boot the VM, and what build-image.sh makes its image with.
+    local missing=()
+    have qemu-system-x86_64 || missing+=(qemu-system-x86)
+    have debootstrap || missing+=(debootstrap)
+    have mke2fs || missing+=(e2fsprogs)
+    have cpio || missing+=(cpio)
+    if [ ${#missing[@]} -gt 0 ]; then
+        apt_install "the VM of the real-BlueZ tests and its image build" "${missing[@]}"
     fi
 }
 
@@ -156,8 +169,21 @@ case "${1:-}" in
         step "pytest"
         "$VENV/bin/python" -m pytest -q
         ;;
+    test-vm)
+        # Not part of `test`: it needs root and a few minutes (more the first time, when
+        # the image is built into /var/cache/clonusd-vm).
+        if [ "$(id -u)" != 0 ]; then
+            echo "dev.sh: test-vm needs root (debootstrap, the image build)" >&2
+            exit 1
+        fi
+        ensure_system_packages test
+        ensure_vm_packages
+        ensure_venv vm
+        step "pytest -m vm (the real-BlueZ VM tier)"
+        "$VENV/bin/python" -m pytest -m vm tests/vm -q
+        ;;
     *)
-        echo "usage: scripts/dev.sh demo|replay|test" >&2
+        echo "usage: scripts/dev.sh demo|replay|test|test-vm" >&2
         exit 2
         ;;
 esac
