@@ -58,6 +58,7 @@ class ClonusDetector:
     # call, not per sample, dominates 1-4 sample BLE notifications. Events are decided at
     # the same signal time, up to this much later by the wall clock.
     hold_s = 0.05
+    oscillation_s = 30.0  # band-passed signal kept for `oscillation`
 
     def __init__(
         self,
@@ -127,6 +128,8 @@ class ClonusDetector:
         self._hold = max(1, round(self.hold_s * self.fs))
         self._held: list[tuple[FloatArray, FloatArray]] = []
         self._held_n = 0
+        # The band-passed signal the beats are counted on, for event snippets (evidence).
+        self._osc = RingBuffer(round(self.oscillation_s * beat_fs), 1)
 
     # -- public --------------------------------------------------------------------------
 
@@ -145,6 +148,12 @@ class ClonusDetector:
         if self._held_n < self._hold:
             return []
         return self._release()
+
+    def oscillation(self, seconds: float) -> tuple[FloatArray, FloatArray]:
+        """The newest `seconds` (at most `oscillation_s`) of the band-passed signal the
+        beats are counted on, at the beat-stage rate: (signal times, values)."""
+        n = min(round(seconds * self.beat_fs), len(self._osc), len(self._times))
+        return self._times.latest(n)[:, 0], self._osc.latest(n)[:, 0]
 
     def force_end_now(self, reason: str, gap: bool = False) -> list[EpisodeEvent]:
         """End any episode in progress, e.g. because the link to the band was lost
@@ -236,6 +245,7 @@ class ClonusDetector:
         if n == 0:
             return []
         self._times.push(t[fe.index])
+        self._osc.push(fe.osc)
         events: list[EpisodeEvent] = []
         start = 0
         while start < n:
@@ -297,6 +307,6 @@ class ClonusDetector:
         held = len(self._times)
         back = self._times.total - pos
         if 1 <= back <= held:
-            return float(self._times.latest(back)[0, 0])
-        last = float(self._times.latest(1)[0, 0]) if held else 0.0
+            return float(self._times.back(back)[0])
+        last = float(self._times.back(1)[0]) if held else 0.0
         return last - (back - 1) / self.beat_fs

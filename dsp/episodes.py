@@ -34,6 +34,7 @@ class _Chain:
     # An episode resumed after a break (see `_Held`): the earlier parts' beats, the time
     # of the first beat, and whether a stretch set it off.
     carried_beats: int = 0
+    carried_times: tuple[float, ...] = ()  # those beats' times (EpisodeEvent.beat_times)
     first_t: float | None = None
     first_elicited: bool = False
     bridged: bool = False  # its carried beats came before a signal gap (see `_Bank`)
@@ -478,6 +479,7 @@ class EpisodeTracker:
         chain = self.chain
         chain.episode = held.end.episode
         chain.carried_beats = held.end.beats
+        chain.carried_times = held.end.beat_times
         chain.first_t = held.end.onset_t
         chain.first_elicited = held.end.elicited
         chain.last_update_pos = chain.lobes[-1].start_pos
@@ -569,6 +571,7 @@ class EpisodeTracker:
             if chain.first_t is not None
             else bool(core) and core[0] is not chain.lobes[0],
             extra=payload,
+            beat_times=chain.carried_times + tuple(self.to_time(b.peak_pos) for b in beats),
         )
 
     def _finish(

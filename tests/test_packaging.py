@@ -83,3 +83,10 @@ def test_payload_schemas_ship_in_the_package(venv: Path, tmp_path: Path) -> None
     out = _run([str(venv / "bin" / "python"), "-c", code], tmp_path)
     kinds = ("event", "state", "status", "availability")
     assert out.strip().split(";") == [f"clonusd/2 {k}" for k in kinds]
+
+
+def test_the_central_station_page_is_package_data(venv: Path) -> None:
+    """`clonusd web` serves its page from the installed package: no CDN, no checkout."""
+    site = next((venv / "lib").glob("python*/site-packages"))
+    static = site / "clonusd" / "daemon" / "web" / "static"
+    assert {p.name for p in static.iterdir()} >= {"index.html", "station.css", "station.js"}

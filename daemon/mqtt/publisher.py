@@ -54,6 +54,13 @@ class Publisher:
             self._dirty.add(topic)
             self._wake.set()
 
+    def clear_retained(self, topic: str) -> None:
+        """Delete a retained topic at the broker (an empty retained payload)."""
+        if self._retained.get(topic) != "":
+            self._retained[topic] = ""
+            self._dirty.add(topic)
+            self._wake.set()
+
     # -- the sender ----------------------------------------------------------------------
 
     def _availability(self, online: bool, reason: str) -> str:

@@ -11,6 +11,7 @@ import asyncio
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -18,6 +19,7 @@ import structlog
 from clonusd.daemon.config import SensorConfig
 from clonusd.daemon.mqtt import topics
 from clonusd.daemon.mqtt.publisher import Publisher
+from clonusd.daemon.service.evidence import EpisodeRecord
 from clonusd.daemon.service.health import SignalMeter
 from clonusd.daemon.sources.base import (
     LinkStatus,
@@ -46,7 +48,12 @@ def _now_iso() -> str:
 
 class SensorPipeline:
     def __init__(
-        self, cfg: SensorConfig, source: Source, publisher: Publisher, prefix: str
+        self,
+        cfg: SensorConfig,
+        source: Source,
+        publisher: Publisher,
+        prefix: str,
+        state_dir: Path | None = None,
     ) -> None:
         self.cfg = cfg
         self.source = source
@@ -68,11 +75,22 @@ class SensorPipeline:
         self.max_process_s = 0.0  # longest detector call, to show DSP never hogs the loop
         self._last_status_key: dict[str, Any] | None = None
         self._last_status_at = 0.0
+        self.record = EpisodeRecord(  # history and evidence snippets (service/evidence.py)
+            publisher,
+            prefix,
+            cfg.bed,
+            cfg.id,
+            source.sensor,
+            self.detector.episodes.amplitude_unit,
+            self._identity,
+            state_dir,
+        )
 
     # -- running -------------------------------------------------------------------------
 
     async def run(self) -> None:
         self._publish_state(None)
+        self.record.start()
         async for item in self.source.stream():
             if isinstance(item, LinkStatus):
                 if self.link.connected and not item.connected:
@@ -109,6 +127,7 @@ class SensorPipeline:
             self._publish_status()
         for ev in events:
             await self._episode_event(ev)
+        self.record.poll(self.detector)
 
     async def check_stall(self) -> None:
         """Called periodically: a connected link over which the band sends nothing is a
@@ -139,6 +158,7 @@ class SensorPipeline:
     async def finish(self) -> None:
         for ev in self.detector.flush():
             await self._episode_event(ev)
+        self.record.flush(self.detector)
         # The retained status must not go on saying "connected" once the daemon is gone.
         self.link = LinkStatus(False, self.link.battery_pct, "daemon stopped")
         self._publish_status(force=True)
@@ -178,6 +198,7 @@ class SensorPipeline:
         )
         await self._store(payload)
         self._publish_state(None if ev.event == "clonus.end" else payload)
+        self.record.on_event(ev, payload, self.detector)
 
     async def _store(self, payload: dict[str, Any]) -> None:
         """Hand a decided event to the outbox, even if this pipeline is being cancelled

@@ -23,7 +23,9 @@ async def run_service(cfg: Config, speed: float = 1.0) -> int:
     outbox = Outbox(cfg.daemon.state_dir / "outbox.sqlite3")
     publisher = Publisher(cfg.mqtt, outbox, cfg.daemon.id)
     pipelines = [
-        SensorPipeline(s, make_source(s, speed), publisher, cfg.mqtt.topic_prefix)
+        SensorPipeline(
+            s, make_source(s, speed), publisher, cfg.mqtt.topic_prefix, cfg.daemon.state_dir
+        )
         for s in cfg.sensors
     ]
     stop = asyncio.Event()

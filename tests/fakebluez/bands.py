@@ -115,6 +115,13 @@ class VirtualBand(Peripheral):
     def streaming(self) -> bool:
         return self._task is not None
 
+    def clock(self) -> float:
+        """The band's own clock, in seconds: it starts with the first stream and runs on
+        while nobody listens (0 before that)."""
+        if self._clock_start is None:
+            return 0.0
+        return asyncio.get_running_loop().time() - self._clock_start
+
     async def _stream(self, link: Link, rate: float, per_notify: int, frames: Frames) -> None:
         step = round(self.band.fs / rate)
         if step < 1 or abs(self.band.fs / step - rate) > 1e-6:
