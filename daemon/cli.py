@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -84,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_float,
         default=None,
         help="exit after this many seconds (default: run until Ctrl-C)",
+    )
+    mon.add_argument(
+        "--share",
+        metavar="GROUP",
+        default=None,
+        help="join shared subscription GROUP for events: each event reaches one member "
+        "of the group (a pager gateway, a log), not every monitor",
     )
 
     web = sub.add_parser("web", help="central station: the ward's alarms in a browser")
@@ -177,9 +185,13 @@ def _monitor(args: argparse.Namespace) -> int:
         port_n = int(port or 1883)
     except ValueError:
         raise CliError(f"--broker {args.broker!r}: port is not a number") from None
+    if args.share is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", args.share):
+        raise CliError(f"--share {args.share!r}: a group name is letters, digits, _ . -")
     plain = args.plain or not sys.stdout.isatty()
     try:
-        return asyncio.run(run_monitor(host, port_n, args.prefix, plain, args.duration))
+        return asyncio.run(
+            run_monitor(host, port_n, args.prefix, plain, args.duration, share=args.share)
+        )
     except KeyboardInterrupt:
         return 0
 

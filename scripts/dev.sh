@@ -168,6 +168,8 @@ case "${1:-}" in
         "$VENV/bin/mypy"
         step "pytest"
         "$VENV/bin/python" -m pytest -q
+        # The slow cases (pyproject marker `slow`, left out above): a 60 s network cut.
+        "$VENV/bin/python" -m pytest -q -m slow
         ;;
     test-vm)
         # Not part of `test`: it needs root and a few minutes (more the first time, when

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import queue
 import shutil
 import signal
 import socket
@@ -36,9 +38,10 @@ def free_port() -> int:
 
 class Mosquitto:
     """A broker on a free loopback port; `stop()`/`start()` simulate an outage. Its log
-    (connections, client-id takeovers) is kept in `log_file`; `extra` adds config lines."""
+    (connections, client-id takeovers) is kept in `log_file`; `config` replaces the
+    default config (a listener on `{port}` is then its own business)."""
 
-    def __init__(self, workdir: Path, extra: str = "", name: str = "mosquitto") -> None:
+    def __init__(self, workdir: Path, name: str = "mosquitto", config: str | None = None) -> None:
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(exe).exists():
             raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
@@ -46,12 +49,18 @@ class Mosquitto:
         self.port = free_port()
         self.conf = workdir / f"{name}.conf"
         self.log_file = workdir / f"{name}.log"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
-            f"log_dest stderr\nlog_type error\nlog_type warning\n"
-            f"log_type notice\nlog_type information\nconnection_messages true\n"
-            + (extra or "persistence false\n")
+        logging = (
+            "log_dest stderr\nlog_type error\nlog_type warning\n"
+            "log_type notice\nlog_type information\nconnection_messages true\n"
         )
+        if config is not None:  # a whole config (its listener given {port})
+            self.conf.write_text(logging + config.replace("{port}", str(self.port)))
+        else:
+            self.conf.write_text(
+                f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+                + logging
+                + "persistence false\n"
+            )
         self.proc: subprocess.Popen[bytes] | None = None
 
     def logs(self) -> str:
@@ -185,11 +194,11 @@ def can_set_hostname() -> bool:
 
 
 class Daemon:
-    """`clonusd run` as a process; with `hostname`, in a private UTS namespace whose host
-    name is that (as if on its own Raspberry Pi), so its defaults follow that name. Every
-    one started is recorded, so that the test's teardown (`reap()`, called by an autouse
-    fixture in conftest) ends it whatever the test's outcome: a failed assertion must not
-    leave a daemon running."""
+    """`clonusd run` as a separate process; with `hostname`, in a private UTS namespace
+    whose host name is that (as if on its own Raspberry Pi), so its defaults follow that
+    name. Every one started is recorded, so that the test's teardown (`reap()`, called by
+    an autouse fixture in conftest) ends it whatever the test's outcome: a failed
+    assertion must not leave a daemon running."""
 
     started: ClassVar[list[Daemon]] = []
 
@@ -254,3 +263,143 @@ class Daemon:
 
     def logs(self) -> str:
         return self.log.read_text() if self.log.exists() else ""
+
+
+class LinkProxy:
+    """A TCP relay standing for the ward network between a Pi and the ward broker.
+
+    `cut()` is a partition: from then on bytes are dropped both ways and nothing closes,
+    as when a cable is pulled or a switch dies; each side finds out only by its MQTT
+    keepalive. New connections during the cut are accepted and go nowhere, like packets
+    into a dead segment. `restore()` ends the partition: the connections it stranded are
+    reset and new ones reach the broker again."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._lock = threading.Lock()
+        self._cut = False
+        self._open: list[socket.socket] = []
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def cut(self) -> None:
+        with self._lock:
+            self._cut = True
+
+    def restore(self) -> None:
+        with self._lock:
+            self._cut = False
+            stranded, self._open = self._open, []
+        for s in stranded:
+            _reset(s)
+
+    def close(self) -> None:
+        self._closed = True
+        self.restore()
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                down, _ = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                cut = self._cut
+                self._open.append(down)
+            if cut:  # into the void: read and drop until restore() resets it
+                threading.Thread(target=self._pump, args=(down, None), daemon=True).start()
+                continue
+            try:
+                up = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+            except OSError:
+                _reset(down)
+                continue
+            up.settimeout(None)
+            with self._lock:
+                self._open.append(up)
+            threading.Thread(target=self._pump, args=(down, up), daemon=True).start()
+            threading.Thread(target=self._pump, args=(up, down), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket | None) -> None:
+        while True:
+            try:
+                data = src.recv(65536)
+            except OSError:
+                data = b""
+            with self._lock:
+                cut = self._cut
+            if not data:
+                if not cut and dst is not None:  # a close passes only while linked
+                    _reset(dst)
+                return
+            if cut or dst is None:
+                continue
+            try:
+                dst.sendall(data)
+            except OSError:
+                _reset(src)
+                return
+
+
+def _reset(s: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        s.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError):
+        s.close()
+
+
+class Monitor:
+    """`clonusd monitor --plain` as a process, its lines collected as they come."""
+
+    def __init__(self, port: int, share: str | None = None) -> None:
+        cmd = [sys.executable, "-m", "clonusd.daemon.cli", "monitor", "--plain"]
+        cmd += ["--broker", f"127.0.0.1:{port}", *(["--share", share] if share else [])]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        self._new: queue.Queue[str] = queue.Queue()
+        assert self.proc.stdout is not None
+        out = self.proc.stdout
+        self._reader = threading.Thread(target=lambda: [self._new.put(ln) for ln in out])
+        self._reader.start()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                self.lines.append(self._new.get_nowait())
+            except queue.Empty:
+                return
+
+    def until(self, text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._drain()
+            if any(text in ln for ln in self.lines):
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"monitor never said {text!r}: {self.lines}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # Ctrl-C: the monitor exits cleanly
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._reader.join(5)
+        self._drain()
+
+    def text(self) -> str:
+        self._drain()
+        return "".join(self.lines)
+
+    def event_ids(self) -> list[str]:
+        """The event id of every alarm/event line (the monitor prints it in brackets)."""
+        return [
+            ln.rstrip().rsplit("[", 1)[1].rstrip("]")
+            for ln in self.text().splitlines()
+            if ln.rstrip().endswith("]") and "[" in ln
+        ]

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from broker import Daemon, Mosquitto, write_config
@@ -99,3 +100,26 @@ def test_full_screen_view_shows_an_alarm_that_was_already_on() -> None:
     assert line == "daemon pi-3 offline (connection_lost): beds bed-3 unwatched"
     screen = board.render("localhost:1883")
     assert "DAEMON pi-3 OFFLINE (connection_lost)" in screen and "daemons: 0/1 online" in screen
+
+
+def test_a_bed_whose_status_stops_is_shown_as_not_watched() -> None:
+    """A bridged Pi that loses power sends no last will to the ward: its status stops."""
+    board = Board("clonusd")
+    online = {"schema": "clonusd/2", "daemon": "pi-7", "state": "online", "reason": "connected"}
+    board.update("clonusd/daemon/pi-7/availability", json.dumps(online).encode())
+    status = {"daemon": "pi-7", "side": "left", "site": "ankle", "link": "connected"}
+    board.update("clonusd/bed-7/ankle-l/status", json.dumps(status).encode())
+    now = time.monotonic()
+    assert board.newly_silent(now + 5) == []
+    assert "NO STATUS" not in board.render("b", now + 5)
+    assert board.newly_silent(now + 16) == ["NO STATUS from bed-7 (ankle-l) for 16 s: not watched"]
+    assert board.newly_silent(now + 20) == []  # said once
+    assert "NO STATUS FOR 20 s: this bed is not watched" in board.render("b", now + 20)
+    line = board.update("clonusd/bed-7/ankle-l/status", json.dumps(status).encode())
+    assert line == "status again from bed-7 (ankle-l)"
+    # A daemon that said it went offline is shown as that, not as silent.
+    offline = {**online, "state": "offline", "reason": "shutdown"}
+    board.update("clonusd/daemon/pi-7/availability", json.dumps(offline).encode())
+    assert board.newly_silent(time.monotonic() + 60) == []
+    screen = board.render("b", time.monotonic() + 60)
+    assert "DAEMON pi-7 OFFLINE (shutdown)" in screen and "NO STATUS" not in screen

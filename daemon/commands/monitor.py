@@ -5,6 +5,11 @@ alarm while sustained clonus is on (from the retained state, so an alarm that st
 before the monitor did is shown too), with the beats and frequency the detector measured.
 On a ward many daemons share the broker: each bed whose daemon is offline (its last will)
 says so. `--plain` prints one line per change instead of redrawing: for logs and tests.
+
+Display monitors each get every event. `--share GROUP` is for processing that must happen
+once per event (a pager gateway, an archive): events come through the shared subscription
+`$share/GROUP/{prefix}/+/+/event` (Mosquitto 2), so the broker hands each event to one
+member of the group; availability, state and status still reach every member.
 """
 
 from __future__ import annotations
@@ -20,6 +25,10 @@ from typing import Any, TextIO
 import aiomqtt
 
 RED, BOLD, DIM, RESET = "\x1b[41;97;1m", "\x1b[1m", "\x1b[2m", "\x1b[0m"
+# A daemon publishes each sensor's status at least every 5 s. Three periods without one
+# and the bed is not being watched from here, whatever its availability says: a bridged
+# Pi that lost power or its network cannot get its last will to this broker.
+SILENT_AFTER_S = 15.0
 
 
 @dataclass
@@ -28,6 +37,27 @@ class Board:
     daemons: dict[str, dict[str, Any]] = field(default_factory=dict)  # availability by id
     status: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     state: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    last_event_id: str = ""
+    heard: dict[tuple[str, str], float] = field(default_factory=dict)  # last status, monotonic
+    silent: set[tuple[str, str]] = field(default_factory=set)
+
+    def silent_for(self, key: tuple[str, str], now: float) -> float | None:
+        """Seconds since this sensor's last status, if that is too long (and its daemon
+        did not say it went offline)."""
+        if key not in self.heard or self.offline(key) is not None:
+            return None
+        quiet = now - self.heard[key]
+        return quiet if quiet > SILENT_AFTER_S else None
+
+    def newly_silent(self, now: float) -> list[str]:
+        """A line for each sensor that has just gone silent."""
+        lines = []
+        for key in sorted(self.heard):
+            quiet = self.silent_for(key, now)
+            if quiet is not None and key not in self.silent:
+                self.silent.add(key)
+                lines.append(f"NO STATUS from {key[0]} ({key[1]}) for {quiet:.0f} s: not watched")
+        return lines
 
     def daemon_of(self, key: tuple[str, str]) -> str | None:
         for held in (self.status.get(key), self.state.get(key)):
@@ -66,11 +96,16 @@ class Board:
         where = f"{rest[0]} {data.get('side', '')} {data.get('site', '')} ({rest[1]})"
         if rest[2] == "status":
             self.status[key] = data
+            self.heard[key] = time.monotonic()
+            if key in self.silent:
+                self.silent.discard(key)
+                return f"status again from {rest[0]} ({rest[1]})"
             return None
         if rest[2] == "state":
             self.state[key] = data
             return None
         if rest[2] == "event":
+            self.last_event_id = str(data.get("id", ""))
             kind = data.get("event")
             if kind == "clonus.onset":
                 return (
@@ -88,7 +123,8 @@ class Board:
                 return f"samples flowing again: {where}"
         return None
 
-    def render(self, broker: str) -> str:
+    def render(self, broker: str, now: float | None = None) -> str:
+        now = time.monotonic() if now is None else now
         online = sum(1 for a in self.daemons.values() if a.get("state") == "online")
         lines = [
             f"{BOLD}clonusd bedside monitor{RESET}   broker {broker}   daemons: "
@@ -111,6 +147,11 @@ class Board:
                     f"  {RED}  DAEMON {self.daemon_of(key)} OFFLINE ({down.get('reason')}): "
                     f"this bed is not watched  {RESET}"
                 )
+            quiet = self.silent_for(key, now)
+            if quiet is not None:
+                lines.append(
+                    f"  {RED}  NO STATUS FOR {quiet:.0f} s: this bed is not watched  {RESET}"
+                )
             if ss.get("clonus"):
                 lines.append(
                     f"  {RED}  SUSTAINED CLONUS  {ss.get('beats')} beats at "
@@ -130,8 +171,27 @@ class Board:
         return "\n".join(lines)
 
 
+def subscriptions(prefix: str, share: str | None = None) -> list[str]:
+    """The topic filters of a display monitor (everything), or of a member of a shared
+    group (events shared, the retained context not)."""
+    if share is None:
+        return [f"{prefix}/#"]
+    return [
+        f"$share/{share}/{prefix}/+/+/event",
+        f"{prefix}/daemon/+/availability",
+        f"{prefix}/+/+/state",
+        f"{prefix}/+/+/status",
+    ]
+
+
 async def run_monitor(
-    host: str, port: int, prefix: str, plain: bool, duration: float | None, out: TextIO = sys.stdout
+    host: str,
+    port: int,
+    prefix: str,
+    plain: bool,
+    duration: float | None,
+    out: TextIO = sys.stdout,
+    share: str | None = None,
 ) -> int:
     board = Board(prefix)
     deadline = None if duration is None else time.monotonic() + duration
@@ -141,9 +201,11 @@ async def run_monitor(
             async with aiomqtt.Client(
                 host, port, identifier=f"clonusd-monitor-{os.getpid()}"
             ) as client:
-                await client.subscribe(f"{prefix}/#", qos=1)
+                for topic in subscriptions(prefix, share):
+                    await client.subscribe(topic, qos=1)
                 if plain:
-                    print(f"connected to {broker}", file=out, flush=True)
+                    group = f" (shared group {share})" if share else ""
+                    print(f"connected to {broker}{group}", file=out, flush=True)
                 await _consume(client, board, plain, broker, deadline, out)
                 return 0
         except aiomqtt.MqttError as exc:
@@ -164,17 +226,28 @@ async def _consume(
 ) -> None:
     messages = client.messages.__aiter__()
     last_draw = 0.0
-    while deadline is None or time.monotonic() < deadline:
-        timeout = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
-        try:
-            msg = await asyncio.wait_for(messages.__anext__(), timeout=timeout)
-        except TimeoutError:
-            msg = None
-        if msg is not None:
-            line = board.update(str(msg.topic), bytes(msg.payload))
-            if plain and line:
-                print(f"{time.strftime('%H:%M:%S')} {line}", file=out, flush=True)
-        if not plain and time.monotonic() - last_draw > 0.25:
-            last_draw = time.monotonic()
-            out.write("\x1b[2J\x1b[H" + board.render(broker) + "\n")
-            out.flush()
+    # One pending read, kept across redraw timeouts: cancelling aiomqtt's __anext__ on a
+    # timeout (wait_for) can drop a message it has just taken off the queue.
+    pending: asyncio.Future[aiomqtt.Message] = asyncio.ensure_future(messages.__anext__())
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            timeout = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
+            done, _ = await asyncio.wait({pending}, timeout=timeout)
+            if done:
+                msg = pending.result()  # a lost connection raises MqttError here
+                pending = asyncio.ensure_future(messages.__anext__())
+                topic = str(msg.topic)
+                line = board.update(topic, bytes(msg.payload))
+                if plain and line:
+                    if topic.endswith("/event"):
+                        line += f"  [{board.last_event_id}]"
+                    print(f"{time.strftime('%H:%M:%S')} {line}", file=out, flush=True)
+            if plain:
+                for line in board.newly_silent(time.monotonic()):
+                    print(f"{time.strftime('%H:%M:%S')} {line}", file=out, flush=True)
+            if not plain and time.monotonic() - last_draw > 0.25:
+                last_draw = time.monotonic()
+                out.write("\x1b[2J\x1b[H" + board.render(broker) + "\n")
+                out.flush()
+    finally:
+        pending.cancel()

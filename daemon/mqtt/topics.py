@@ -13,9 +13,12 @@ crashed daemon leaves unwatched.
 
 from __future__ import annotations
 
+import json
+from importlib import resources
 from typing import Any
 
 SCHEMA = "clonusd/2"
+PAYLOADS = ("event", "state", "status", "availability")
 
 
 def availability(prefix: str, daemon_id: str) -> str:
@@ -48,3 +51,12 @@ def availability_payload(daemon_id: str, online: bool, reason: str) -> dict[str,
         "state": "online" if online else "offline",
         "reason": reason,
     }
+
+
+def payload_schema(kind: str) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of one payload kind, as shipped in the package."""
+    if kind not in PAYLOADS:
+        raise ValueError(f"no schema {kind!r}; one of {', '.join(PAYLOADS)}")
+    text = resources.files(__package__).joinpath("schemas", f"{kind}.schema.json").read_text()
+    schema: dict[str, Any] = json.loads(text)
+    return schema

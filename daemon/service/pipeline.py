@@ -196,13 +196,26 @@ class SensorPipeline:
             frequency_hz=round(ev.frequency_hz, 2),
             t=round(ev.t, 3),
         )
-        await self.publisher.publish_event(self.event_topic, payload)
+        await self._store(payload)
         self._publish_state(None if ev.event == "clonus.end" else payload)
         self.record.on_event(ev, payload, self.detector)
 
+    async def _store(self, payload: dict[str, Any]) -> None:
+        """Hand a decided event to the outbox, even if this pipeline is being cancelled
+        (a SIGTERM): cancelling the outbox write before its thread started dropped the
+        event, so an alarm decided in the last instant never reached anyone. The
+        pipeline ends only once the event is stored, so the episode's end stored later by
+        `finish()` still comes after it."""
+        put = asyncio.ensure_future(self.publisher.publish_event(self.event_topic, payload))
+        try:
+            await asyncio.shield(put)
+        except asyncio.CancelledError:
+            await put
+            raise
+
     async def _technical(self, kind: str) -> None:
         payload = {**self._base(kind), "stall_after_s": self.cfg.stall_after_s}
-        await self.publisher.publish_event(self.event_topic, payload)
+        await self._store(payload)
         self._publish_status()
 
     def _publish_state(self, active: dict[str, Any] | None) -> None:
