@@ -7,7 +7,6 @@ where they fail: CI must install both.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -48,16 +47,14 @@ new MutationObserver((records) => {
 
 
 def need_browser() -> Any:
-    """Playwright's sync API, or skip (fail under CI) when it or chromium is missing."""
+    """Playwright's sync API; a missing chromium or playwright fails the test, never skips it
+    (`scripts/dev.sh test` installs both)."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         sync_playwright = None
     if sync_playwright is None or not Path(CHROMIUM).exists():
-        why = "needs Debian's chromium and the [browser] extra (playwright)"
-        if os.environ.get("CI"):
-            pytest.fail(why)
-        pytest.skip(why)
+        pytest.fail("needs Debian's chromium and the [browser] extra (playwright)")
     return sync_playwright
 
 

@@ -6,13 +6,10 @@ import asyncio
 import json
 from pathlib import Path
 
-import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from conftest import clonusd
 
-aiohttp = pytest.importorskip("aiohttp")
-from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
-
-from clonusd.daemon.web.server import Ward, is_retained_kind, make_app  # noqa: E402
+from clonusd.daemon.web.server import Ward, is_retained_kind, make_app
 
 TOKEN = "s3cret-token-of-the-ward"
 
