@@ -31,6 +31,7 @@ class _Chain:
     last_update_pos: int = 0
     harmonics: float | None = None  # cycle shape (dsp.waveform), judged once per chain
     floor: float | None = None  # EMG envelope floor between bursts, judged once per chain
+    burst_s: float | None = None  # EMG burst time per cycle, judged once per chain
     # An episode resumed after a break (see `_Held`): the earlier parts' beats, the time
     # of the first beat, and whether a stretch set it off.
     carried_beats: int = 0
@@ -84,6 +85,7 @@ class EpisodeTracker:
         wiggle_ratio: float | None = None,
         resume_beats: int = 2,
         envelope_floor: Callable[[int, int], float] | None = None,
+        burst_time: Callable[[int, int, float], float] | None = None,
         max_excursion: float = float("inf"),
         excursion_power: int = 1,
     ) -> None:
@@ -111,6 +113,7 @@ class EpisodeTracker:
         self.wiggle_ratio = wiggle_ratio
         self.resume_beats = resume_beats
         self.envelope_floor = envelope_floor
+        self.burst_time = burst_time
         self.max_excursion = max_excursion
         self.excursion_power = excursion_power
         self.min_period = fs / params.rate_hz[1]
@@ -375,7 +378,7 @@ class EpisodeTracker:
             return []
         if not self._looks_like_clonus(core) or not self._clonic_shape(core, pos):
             return []
-        if not self._rests_between_bursts(core, pos):
+        if not self._rests_between_bursts(core, pos) or not self._short_bursts(core, pos):
             return []
         self.chain.episode = self._next_episode
         self._next_episode += 1
@@ -432,6 +435,16 @@ class EpisodeTracker:
             self.chain.floor = self.envelope_floor(core[0].start_pos, pos)
         return self.chain.floor <= self.p.max_envelope_floor
 
+    def _short_bursts(self, core: list[Lobe], pos: int) -> bool:
+        """EMG: each burst is as short as a reflex (see `SiteParams.max_burst_s`).
+        Judged once per chain, like the floor."""
+        if self.burst_time is None:
+            return True
+        if self.chain.burst_s is None:
+            period = median(self._periods(core))
+            self.chain.burst_s = self.burst_time(core[0].start_pos, pos, period)
+        return self.chain.burst_s <= self.p.max_burst_s
+
     # -- figures -------------------------------------------------------------------------
 
     @staticmethod
@@ -463,6 +476,8 @@ class EpisodeTracker:
             payload["harmonic_ratio"] = round(h, 4) if np.isfinite(h) else None
         if self.chain.floor is not None:
             payload["envelope_floor"] = round(self.chain.floor, 4)
+        if self.chain.burst_s is not None:
+            payload["burst_s"] = round(self.chain.burst_s, 4)
         if self.report_beats:
             payload["beat_times_s"] = [round(self.to_time(b.start_pos), 4) for b in beats]
         payload.update(extra)

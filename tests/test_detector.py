@@ -402,10 +402,13 @@ def test_small_calls_are_held_until_enough_arrive_and_flush_runs_them() -> None:
 # -- EMG: reflex bursts rest in between ----------------------------------------------------
 
 
-def _emg_train(rest: float, beats: int = 10, f: float = 7.0, seed: int = 0) -> tuple[Any, Any]:
-    """Surface EMG at 1 kHz: `beats` 30 ms bursts at `f` Hz on band-limited noise, with the
-    muscle kept active at `rest` of the burst amplitude in between (0: silent periods,
-    reflex-like; 0.7: cyclic voluntary effort that never lets go)."""
+def _emg_train(
+    rest: float, beats: int = 10, f: float = 7.0, seed: int = 0, width: float = 0.03
+) -> tuple[Any, Any]:
+    """Surface EMG at 1 kHz: `beats` bursts at `f` Hz on band-limited noise (Gaussian,
+    standard deviation `width` s: 0.03 is a reflex burst), with the muscle kept active at
+    `rest` of the burst amplitude in between (0: silent periods, reflex-like; 0.7: cyclic
+    voluntary effort that never lets go)."""
     from scipy import signal
 
     fs = 1000.0
@@ -414,7 +417,7 @@ def _emg_train(rest: float, beats: int = 10, f: float = 7.0, seed: int = 0) -> t
     sos = signal.butter(4, [30, 250], btype="band", fs=fs, output="sos")
     carrier = signal.sosfilt(sos, rng.standard_normal(t.size))
     carrier /= carrier.std()
-    bursts = sum(np.exp(-0.5 * ((t - 2.0 - (k + 0.5) / f) / 0.03) ** 2) for k in range(beats))
+    bursts = sum(np.exp(-0.5 * ((t - 2.0 - (k + 0.5) / f) / width) ** 2) for k in range(beats))
     active = (t >= 2.0) & (t < 2.0 + beats / f)
     env = np.where(active, rest + (1 - rest) * bursts, bursts)
     x = 0.5 * env * carrier + 0.01 * rng.standard_normal(t.size)
@@ -438,6 +441,23 @@ def test_emg_bursts_with_silent_periods_between_are_clonus() -> None:
     t, x = _emg_train(0.0)
     (onset,) = _onsets(_run(ClonusDetector("emg", site_params("wrist"), 1000.0), t, x))
     assert onset.extra["envelope_floor"] < 0.05
+
+
+@pytest.mark.parametrize("f", [3.5, 4.0])
+def test_emg_bursts_held_as_long_as_a_tap_are_not_clonus_but_reflex_bursts_are(f: float) -> None:
+    """Tapping a foot or hand is a train of bursts with rests between, at a clonus rate,
+    but each burst is held for a good part of the cycle (here 180-200 ms above 0.3 of
+    the bursts' level, 80 ms for the reflex-like bursts); a reflex burst is over in
+    50-100 ms. Without the check the taps alarm."""
+    params = site_params("ankle")
+    t, x = _emg_train(0.0, beats=12, f=f, width=0.085)
+    unchecked = ClonusDetector("emg", params.with_overrides(max_burst_s=np.inf), 1000.0)
+    (onset,) = _onsets(_run(unchecked, t, x))
+    assert onset.extra["burst_s"] > params.max_burst_s
+    assert not _onsets(_run(ClonusDetector("emg", params, 1000.0), t, x))
+    t, x = _emg_train(0.0, beats=12, f=f)
+    (onset,) = _onsets(_run(ClonusDetector("emg", params, 1000.0), t, x))
+    assert onset.extra["burst_s"] < 0.12
 
 
 # -- motion: clonus is a small oscillation ---------------------------------------------------
