@@ -88,6 +88,7 @@ class EpisodeTracker:
         burst_time: Callable[[int, int, float], float] | None = None,
         max_excursion: float = float("inf"),
         excursion_power: int = 1,
+        onset_beat_ratio: float | None = None,
     ) -> None:
         self.p = params
         self.fs = fs
@@ -116,6 +117,7 @@ class EpisodeTracker:
         self.burst_time = burst_time
         self.max_excursion = max_excursion
         self.excursion_power = excursion_power
+        self.onset_beat_ratio = onset_beat_ratio
         self.min_period = fs / params.rate_hz[1]
         self.max_period = fs / params.rate_hz[0]
         self.chain = _Chain()
@@ -369,7 +371,7 @@ class EpisodeTracker:
         beats = len(self._beat_lobes(core))
         if self._resumes(beats):
             return []
-        if beats <= self.p.threshold_beats:
+        if beats <= self.p.threshold_beats or self._weak_last_beat(core):
             return []
         if self.chain.lobes[0].start_pos - self._rhythm_end < self.rearm:
             # Rhythm that broke and re-formed without a rest in between is ongoing
@@ -384,6 +386,19 @@ class EpisodeTracker:
         self._next_episode += 1
         self.chain.last_update_pos = pos
         return [self._event("clonus.onset", pos)]
+
+    def _weak_last_beat(self, core: list[Lobe]) -> bool:
+        """The beat that would take the count past the threshold is far smaller than the
+        chain's beats before it (under `onset_beat_ratio` of their median): not yet.
+
+        Clonus fades by a few per cent a beat; a cycle at half the size of the rest is the
+        limb and the band-pass ringing after the last contraction, and counting it made
+        5-beat episodes 6. If the rhythm goes on, the next full-size beat declares the
+        episode, one cycle later."""
+        if self.onset_beat_ratio is None:
+            return False
+        amps = np.abs([lb.peak for lb in self._beat_lobes(core)])
+        return bool(amps[-1] < self.onset_beat_ratio * median(amps[:-1]))
 
     def _resumes(self, beats: int) -> bool:
         """A chain that reached a few beats right after an episode's rhythm broke (within
