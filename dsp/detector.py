@@ -105,10 +105,8 @@ class ClonusDetector:
             burst_time=self._burst_time if sensor == "emg" else None,
             max_excursion=params.max_excursion.get(key, np.inf) if key else np.inf,
             excursion_power=2 if sensor == "acc3" else 1,
-            # An accelerometer's ringing after the last beat is large enough to be counted,
-            # and so is EMG's, measured as amplitude (EMG bursts vary more in size, so its
-            # line is lower, as with the ring ratio).
-            onset_beat_ratio={"acc3": 0.7, "emg": 0.6}.get(sensor),
+            # An accelerometer's ringing after the last beat is large enough to be counted.
+            onset_beat_ratio=0.7 if sensor == "acc3" else None,
         )
         # Beat-stage sample times, for reporting; long enough for a long episode.
         self._times = RingBuffer(round(900 * beat_fs), 1)

@@ -97,13 +97,7 @@ class EmgFrontEnd:
 
     Band-pass 20 Hz to 0.45*fs (SENIAM/De Luca), mains notches, Teager-Kaiser energy,
     rectify, 20 Hz low-pass (fast enough to keep 5-9 Hz bursts apart), sum over channels,
-    decimate to about 200 Hz, then the same clonus band-pass as the motion signals, taken
-    of the envelope's square root. The Teager-Kaiser operator measures energy, the square
-    of the burst's amplitude: burst sizes vary with recruitment from one reflex to the
-    next, and squared, a burst half the size of its neighbours comes out a quarter, which
-    the chain then takes for a fade or for filter ringing. The square root brings it back
-    to amplitude, with no scale to choose (the band's gain is unknown). `envelope` stays
-    the energy (the rest between bursts is judged on it).
+    decimate to about 200 Hz, then the same clonus band-pass as the motion signals.
     """
 
     target_rate = 200.0
@@ -138,7 +132,7 @@ class EmgFrontEnd:
         keep = np.flatnonzero((self._n + np.arange(x.shape[0])) % self.q == 0)
         self._n += x.shape[0]
         envelope = env[keep]
-        osc = self.band.process(np.sqrt(np.maximum(envelope, 0.0)))
+        osc = self.band.process(envelope)
         return FrontEndOutput(osc=osc, index=keep, envelope=envelope)
 
     def reset(self) -> None:

@@ -443,14 +443,14 @@ def test_emg_bursts_with_silent_periods_between_are_clonus() -> None:
     assert onset.extra["envelope_floor"] < 0.05
 
 
-@pytest.mark.parametrize("f", [3.2, 4.0])
+@pytest.mark.parametrize("f", [3.5, 4.0])
 def test_emg_bursts_held_as_long_as_a_tap_are_not_clonus_but_reflex_bursts_are(f: float) -> None:
     """Tapping a foot or hand is a train of bursts with rests between, at a clonus rate,
-    but each burst is held for a good part of the cycle (here 170-190 ms above 0.3 of
+    but each burst is held for a good part of the cycle (here 180-200 ms above 0.3 of
     the bursts' level, 80 ms for the reflex-like bursts); a reflex burst is over in
     50-100 ms. Without the check the taps alarm."""
     params = site_params("ankle")
-    t, x = _emg_train(0.0, beats=12, f=f, width=0.075)
+    t, x = _emg_train(0.0, beats=12, f=f, width=0.085)
     unchecked = ClonusDetector("emg", params.with_overrides(max_burst_s=np.inf), 1000.0)
     (onset,) = _onsets(_run(unchecked, t, x))
     assert onset.extra["burst_s"] > params.max_burst_s
@@ -539,52 +539,3 @@ def test_a_weak_cycle_after_five_beats_is_ringing_not_the_sixth_beat() -> None:
     assert len(_onsets(_lobe_train([1.0] * 6, 0.7))) == 1
     (onset,) = _onsets(_lobe_train([*five_and_ring, 1.0], 0.7))
     assert onset.beats == 7
-
-
-def _emg_sized(sizes: list[float], f: float = 6.0, seed: int = 0) -> tuple[Any, Any]:
-    """Surface EMG at 1 kHz: one 30 ms burst per entry of `sizes` (its amplitude), at `f` Hz."""
-    from scipy import signal
-
-    fs = 1000.0
-    rng = np.random.default_rng(seed)
-    t = np.arange(int((4.0 + len(sizes) / f) * fs)) / fs
-    sos = signal.butter(4, [30, 250], btype="band", fs=fs, output="sos")
-    carrier = signal.sosfilt(sos, rng.standard_normal(t.size))
-    carrier /= carrier.std()
-    env = sum(
-        a * np.exp(-0.5 * ((t - 2.0 - (k + 0.5) / f) / 0.03) ** 2) for k, a in enumerate(sizes)
-    )
-    return t, (0.5 * env * carrier + 0.01 * rng.standard_normal(t.size))[:, None]
-
-
-def test_emg_bursts_of_uneven_size_are_counted_as_amplitude_not_energy() -> None:
-    """Recruitment makes every reflex burst a different size. Here every other burst has
-    half the amplitude of its neighbours: as energy (what the Teager-Kaiser envelope
-    measures) it is a quarter, small enough to pass for the fade or ringing after the
-    last beat. Counted as amplitude, all ten are beats and the train is one episode."""
-    params = site_params("ankle")
-    for seed in range(4):
-        t, x = _emg_sized([1.0 if k % 2 == 0 else 0.5 for k in range(10)], seed=seed)
-        events = _run(ClonusDetector("emg", params, 1000.0), t, x)
-        assert len(_onsets(events)) == 1
-        (end,) = [e for e in events if e.event == "clonus.end"]
-        assert abs(end.beats - 10) <= 1
-
-
-def test_an_emg_bump_at_half_size_after_fading_bursts_is_not_the_sixth_beat() -> None:
-    """Five bursts, the last ones fading, then a bump at half their size a period later
-    (what the band-pass and the muscle leave after the last reflex; on the tuning seeds
-    it made 5-burst episodes count 6 once the envelope is taken as amplitude). Under 0.6
-    of the chain's bursts it is not counted as the sixth; without the line, it is."""
-    fading = [1.0, 1.0, 1.0, 0.9, 0.8, 0.5]
-    alarms = {"on": 0, "off": 0}
-    for seed in range(5):
-        t, x = _emg_sized(fading, seed=seed)
-        for key in alarms:
-            det = ClonusDetector("emg", site_params("ankle"), 1000.0)
-            if key == "off":
-                det.episodes.onset_beat_ratio = None
-            alarms[key] += len(_onsets(_run(det, t, x)))
-        t, x = _emg_sized([1.0] * 6, seed=seed)
-        assert len(_onsets(_run(ClonusDetector("emg", site_params("ankle"), 1000.0), t, x))) == 1
-    assert alarms["off"] == 5 and alarms["on"] <= 1
