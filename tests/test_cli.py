@@ -125,6 +125,7 @@ def test_evaluate_prints_a_table_with_intervals_and_reads_subfolders(tmp_path: P
 
 def test_evaluate_report_writes_a_picture_per_case(tmp_path: Path) -> None:
     import matplotlib  # noqa: F401  (the [report] extra, part of [dev]: never skipped)
+
     data = tmp_path / "data"
     data.mkdir()
     meta = json.loads(EXAMPLE.with_suffix(".json").read_text())

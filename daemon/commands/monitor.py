@@ -3,7 +3,8 @@
 It shows each sensor's link and signal health from the retained status, and a clear
 alarm while sustained clonus is on (from the retained state, so an alarm that started
 before the monitor did is shown too), with the beats and frequency the detector measured.
-`--plain` prints one line per change instead of redrawing: for logs and tests.
+On a ward many daemons share the broker: each bed whose daemon is offline (its last will)
+says so. `--plain` prints one line per change instead of redrawing: for logs and tests.
 """
 
 from __future__ import annotations
@@ -24,22 +25,42 @@ RED, BOLD, DIM, RESET = "\x1b[41;97;1m", "\x1b[1m", "\x1b[2m", "\x1b[0m"
 @dataclass
 class Board:
     prefix: str
-    daemon: str = "unknown"
+    daemons: dict[str, dict[str, Any]] = field(default_factory=dict)  # availability by id
     status: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     state: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+    def daemon_of(self, key: tuple[str, str]) -> str | None:
+        for held in (self.status.get(key), self.state.get(key)):
+            if held and isinstance(held.get("daemon"), str):
+                return str(held["daemon"])
+        return None
+
+    def offline(self, key: tuple[str, str]) -> dict[str, Any] | None:
+        """The availability of this sensor's daemon if that daemon is offline."""
+        daemon = self.daemon_of(key)
+        avail = self.daemons.get(daemon) if daemon else None
+        return avail if avail and avail.get("state") != "online" else None
 
     def update(self, topic: str, payload: bytes) -> str | None:
         """Apply one message; returns a one-line description of what changed, if notable."""
         rest = topic.removeprefix(self.prefix + "/").split("/")
         text = payload.decode(errors="replace")
-        if rest == ["daemon", "availability"]:
-            self.daemon = text
-            return f"daemon {text}"
-        if len(rest) != 3:
-            return None
         try:
             data = json.loads(text)
         except json.JSONDecodeError:
+            return None
+        if not isinstance(data, dict):
+            return None
+        if len(rest) == 3 and rest[0] == "daemon" and rest[2] == "availability":
+            self.daemons[rest[1]] = data
+            beds = sorted(
+                {k[0] for k in set(self.status) | set(self.state) if self.daemon_of(k) == rest[1]}
+            )
+            line = f"daemon {rest[1]} {data.get('state')} ({data.get('reason')})"
+            if data.get("state") != "online" and beds:
+                line += ": beds " + ", ".join(beds) + " unwatched"
+            return line
+        if len(rest) != 3:
             return None
         key = (rest[0], rest[1])
         where = f"{rest[0]} {data.get('side', '')} {data.get('site', '')} ({rest[1]})"
@@ -68,9 +89,10 @@ class Board:
         return None
 
     def render(self, broker: str) -> str:
+        online = sum(1 for a in self.daemons.values() if a.get("state") == "online")
         lines = [
-            f"{BOLD}clonusd bedside monitor{RESET}   broker {broker}   daemon: "
-            f"{self.daemon}   {time.strftime('%H:%M:%S')}",
+            f"{BOLD}clonusd bedside monitor{RESET}   broker {broker}   daemons: "
+            f"{online}/{len(self.daemons)} online   {time.strftime('%H:%M:%S')}",
             "",
         ]
         keys = sorted(set(self.status) | set(self.state))
@@ -83,6 +105,12 @@ class Board:
             lines.append(
                 f"{BOLD}{key[0]}  {side} {site}{RESET}  ({key[1]}, {st.get('sensor_kind', '?')})"
             )
+            down = self.offline(key)
+            if down is not None:
+                lines.append(
+                    f"  {RED}  DAEMON {self.daemon_of(key)} OFFLINE ({down.get('reason')}): "
+                    f"this bed is not watched  {RESET}"
+                )
             if ss.get("clonus"):
                 lines.append(
                     f"  {RED}  SUSTAINED CLONUS  {ss.get('beats')} beats at "

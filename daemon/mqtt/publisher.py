@@ -4,7 +4,8 @@ Events (QoS 1, not retained) are taken from the outbox in order and deleted only
 the broker acknowledged them. Retained topics (availability, per-sensor state and
 status) hold the latest value and are sent again after every reconnect, so a monitor that
 connects late sees an alarm that is already on. The broker connection is retried with
-exponential backoff and jitter; a last will marks the daemon offline if it dies.
+exponential backoff and jitter; a last will on this daemon's own availability topic marks
+it (and only it) offline if it dies.
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ log = structlog.get_logger("clonusd.mqtt")
 
 
 class Publisher:
-    def __init__(self, cfg: MqttConfig, outbox: Outbox) -> None:
+    def __init__(self, cfg: MqttConfig, outbox: Outbox, daemon_id: str) -> None:
         self.cfg = cfg
         self.outbox = outbox
-        self.availability_topic = topics.availability(cfg.topic_prefix)
+        self.daemon_id = daemon_id
+        self.client_id = cfg.client_id or topics.default_client_id(daemon_id)
+        self.availability_topic = topics.availability(cfg.topic_prefix, daemon_id)
         self.connected = asyncio.Event()
         self._wake = asyncio.Event()
         self._retained: dict[str, str] = {}
@@ -51,7 +54,17 @@ class Publisher:
             self._dirty.add(topic)
             self._wake.set()
 
+    def clear_retained(self, topic: str) -> None:
+        """Delete a retained topic at the broker (an empty retained payload)."""
+        if self._retained.get(topic) != "":
+            self._retained[topic] = ""
+            self._dirty.add(topic)
+            self._wake.set()
+
     # -- the sender ----------------------------------------------------------------------
+
+    def _availability(self, online: bool, reason: str) -> str:
+        return json.dumps(topics.availability_payload(self.daemon_id, online, reason))
 
     def _client(self) -> aiomqtt.Client:
         tls = None
@@ -65,12 +78,17 @@ class Publisher:
         return aiomqtt.Client(
             hostname=self.cfg.host,
             port=self.cfg.port,
-            identifier=self.cfg.client_id,
+            identifier=self.client_id,
             username=self.cfg.username,
             password=self.cfg.resolved_password(),
             keepalive=self.cfg.keepalive_s,
             tls_params=tls,
-            will=aiomqtt.Will(self.availability_topic, "offline", qos=1, retain=True),
+            will=aiomqtt.Will(
+                self.availability_topic,
+                self._availability(False, "connection_lost"),
+                qos=1,
+                retain=True,
+            ),
             timeout=10,
         )
 
@@ -79,7 +97,12 @@ class Publisher:
         while not stop.is_set():
             try:
                 async with self._client() as client:
-                    await client.publish(self.availability_topic, "online", qos=1, retain=True)
+                    await client.publish(
+                        self.availability_topic,
+                        self._availability(True, "connected"),
+                        qos=1,
+                        retain=True,
+                    )
                     self._dirty = set(self._retained)
                     self.connected.set()
                     log.info(
@@ -96,7 +119,12 @@ class Publisher:
                             break
                         await _wait_any(self._wake, stop)
                     await self._flush(client)
-                    await client.publish(self.availability_topic, "offline", qos=1, retain=True)
+                    await client.publish(
+                        self.availability_topic,
+                        self._availability(False, "shutdown"),
+                        qos=1,
+                        retain=True,
+                    )
                     log.info("mqtt_offline_published")
                     return
             except aiomqtt.MqttError as exc:

@@ -1,18 +1,25 @@
-"""The MQTT topic tree (documented in the README).
+"""The MQTT topic tree "clonusd/2" (documented in the README; payload schemas in schemas/).
 
-{prefix}/daemon/availability            retained  "online" / "offline" (last will)
-{prefix}/{bed}/{sensor}/event           QoS 1     clonus.onset / update / end
-{prefix}/{bed}/{sensor}/state           retained  is clonus happening now, beats so far
-{prefix}/{bed}/{sensor}/status          retained  link, rate, loss, battery, quality, stall
+{prefix}/daemon/{daemon_id}/availability  retained  {"state": "online" | "offline", ...}
+                                                    (the offline one is the last will)
+{prefix}/{bed}/{sensor}/event             QoS 1     clonus.onset / update / end, stalls
+{prefix}/{bed}/{sensor}/state             retained  is clonus happening now, beats so far
+{prefix}/{bed}/{sensor}/status            retained  link, rate, loss, battery, quality, stall
+
+Many daemons share one broker (a ward): each has its own availability topic and last
+will, and every sensor payload names its `daemon`, so a monitor can tell which beds a
+crashed daemon leaves unwatched.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 SCHEMA = "clonusd/2"
 
 
-def availability(prefix: str) -> str:
-    return f"{prefix}/daemon/availability"
+def availability(prefix: str, daemon_id: str) -> str:
+    return f"{prefix}/daemon/{daemon_id}/availability"
 
 
 def event(prefix: str, bed: str, sensor: str) -> str:
@@ -25,3 +32,19 @@ def state(prefix: str, bed: str, sensor: str) -> str:
 
 def status(prefix: str, bed: str, sensor: str) -> str:
     return f"{prefix}/{bed}/{sensor}/status"
+
+
+def default_client_id(daemon_id: str) -> str:
+    """Unique per daemon, so two daemons on one broker never take each other's session."""
+    return f"clonusd-{daemon_id}"
+
+
+def availability_payload(daemon_id: str, online: bool, reason: str) -> dict[str, Any]:
+    """`reason`: "connected" when online; "shutdown" (clean stop) or "connection_lost"
+    (the last will: crash, power or network loss) when offline."""
+    return {
+        "schema": SCHEMA,
+        "daemon": daemon_id,
+        "state": "online" if online else "offline",
+        "reason": reason,
+    }

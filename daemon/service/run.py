@@ -21,9 +21,11 @@ log = structlog.get_logger("clonusd")
 async def run_service(cfg: Config, speed: float = 1.0) -> int:
     """Run until SIGTERM/SIGINT; returns the process exit status."""
     outbox = Outbox(cfg.daemon.state_dir / "outbox.sqlite3")
-    publisher = Publisher(cfg.mqtt, outbox)
+    publisher = Publisher(cfg.mqtt, outbox, cfg.daemon.id)
     pipelines = [
-        SensorPipeline(s, make_source(s, speed), publisher, cfg.mqtt.topic_prefix)
+        SensorPipeline(
+            s, make_source(s, speed), publisher, cfg.mqtt.topic_prefix, cfg.daemon.state_dir
+        )
         for s in cfg.sensors
     ]
     stop = asyncio.Event()
@@ -31,7 +33,13 @@ async def run_service(cfg: Config, speed: float = 1.0) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     started = time.monotonic()
-    log.info("starting", sensors=[p.cfg.id for p in pipelines], pending_events=len(outbox))
+    log.info(
+        "starting",
+        daemon=cfg.daemon.id,
+        client_id=publisher.client_id,
+        sensors=[p.cfg.id for p in pipelines],
+        pending_events=len(outbox),
+    )
 
     # The publisher stops only after the pipelines have ended their episodes, so the
     # final clonus.end and the cleared state go out before "offline".
