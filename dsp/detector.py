@@ -108,8 +108,11 @@ class ClonusDetector:
             # Accelerometers see harmonics amplified; a gyroscope's dips are real cycles.
             wiggle_ratio=0.25 if sensor == "acc3" else None,
             envelope_floor=self._envelope_floor if sensor == "emg" else None,
+            burst_time=self._burst_time if sensor == "emg" else None,
             max_excursion=params.max_excursion.get(key, np.inf) if key else np.inf,
             excursion_power=2 if sensor == "acc3" else 1,
+            # An accelerometer's ringing after the last beat is large enough to be counted.
+            onset_beat_ratio=0.7 if sensor == "acc3" else None,
         )
         # Beat-stage sample times, for reporting; long enough for a long episode.
         self._times = RingBuffer(round(900 * beat_fs), 1)
@@ -302,6 +305,19 @@ class ClonusDetector:
             return 0.0
         lo, hi = np.percentile(rows, [10.0, 90.0])
         return float(lo / hi) if hi > 0 else 0.0
+
+    def _burst_time(self, first_pos: int, end_pos: int, period: float) -> float:
+        """Seconds per cycle of `period` beat-stage samples that the EMG envelope spends
+        above 0.3 of its 90th percentile, from `first_pos` (at most the last 3 s) to
+        `end_pos`."""
+        held = self._env.total - first_pos
+        rows = self._env.latest(held)[: held - (self._env.total - 1 - end_pos), 0]
+        if rows.size < 4:
+            return 0.0
+        level = float(np.percentile(rows, 90.0))
+        if level <= 0:
+            return 0.0
+        return float(np.mean(rows > 0.3 * level)) * period / self.beat_fs
 
     def _time_of(self, pos: int) -> float:
         held = len(self._times)

@@ -31,6 +31,7 @@ class _Chain:
     last_update_pos: int = 0
     harmonics: float | None = None  # cycle shape (dsp.waveform), judged once per chain
     floor: float | None = None  # EMG envelope floor between bursts, judged once per chain
+    burst_s: float | None = None  # EMG burst time per cycle, judged once per chain
     # An episode resumed after a break (see `_Held`): the earlier parts' beats, the time
     # of the first beat, and whether a stretch set it off.
     carried_beats: int = 0
@@ -102,8 +103,10 @@ class EpisodeTracker:
         wiggle_ratio: float | None = None,
         resume_beats: int = 2,
         envelope_floor: Callable[[int, int], float] | None = None,
+        burst_time: Callable[[int, int, float], float] | None = None,
         max_excursion: float = float("inf"),
         excursion_power: int = 1,
+        onset_beat_ratio: float | None = None,
     ) -> None:
         self.p = params
         self.fs = fs
@@ -129,8 +132,10 @@ class EpisodeTracker:
         self.wiggle_ratio = wiggle_ratio
         self.resume_beats = resume_beats
         self.envelope_floor = envelope_floor
+        self.burst_time = burst_time
         self.max_excursion = max_excursion
         self.excursion_power = excursion_power
+        self.onset_beat_ratio = onset_beat_ratio
         self.min_period = fs / params.rate_hz[1]
         self.max_period = fs / params.rate_hz[0]
         self.chain = _Chain()
@@ -439,7 +444,7 @@ class EpisodeTracker:
             return []
         bank = self._matching_bank() if beats >= 2 and not self.chain.bank_refused else None
         carried = bank.beats if bank is not None else 0
-        if beats + carried <= self.p.threshold_beats:
+        if beats + carried <= self.p.threshold_beats or self._weak_last_beat(core):
             return []
         if self.chain.lobes[0].start_pos - self._rhythm_end < self.rearm:
             # Rhythm that broke and re-formed without a rest in between is ongoing
@@ -454,7 +459,7 @@ class EpisodeTracker:
                 # is, when this chain's own count passes the threshold.
                 self.chain.bank_refused, self.chain.harmonics = True, None
             return []
-        if not self._rests_between_bursts(core, pos):
+        if not self._rests_between_bursts(core, pos) or not self._short_bursts(core, pos):
             return []
         self.chain.episode = self._next_episode
         self._next_episode += 1
@@ -465,6 +470,19 @@ class EpisodeTracker:
             self._bank = None
         self.chain.last_update_pos = pos
         return [self._event("clonus.onset", pos)]
+
+    def _weak_last_beat(self, core: list[Lobe]) -> bool:
+        """The beat that would take the count past the threshold is far smaller than the
+        chain's beats before it (under `onset_beat_ratio` of their median): not yet.
+
+        Clonus fades by a few per cent a beat; a cycle at half the size of the rest is the
+        limb and the band-pass ringing after the last contraction, and counting it made
+        5-beat episodes 6. If the rhythm goes on, the next full-size beat declares the
+        episode, one cycle later."""
+        if self.onset_beat_ratio is None:
+            return False
+        amps = np.abs([lb.peak for lb in self._beat_lobes(core)])
+        return bool(amps[-1] < self.onset_beat_ratio * median(amps[:-1]))
 
     def _resumes(self, beats: int) -> bool:
         """A chain that reached a few beats right after an episode's rhythm broke (within
@@ -517,6 +535,16 @@ class EpisodeTracker:
             self.chain.floor = self.envelope_floor(core[0].start_pos, pos)
         return self.chain.floor <= self.p.max_envelope_floor
 
+    def _short_bursts(self, core: list[Lobe], pos: int) -> bool:
+        """EMG: each burst is as short as a reflex (see `SiteParams.max_burst_s`).
+        Judged once per chain, like the floor."""
+        if self.burst_time is None:
+            return True
+        if self.chain.burst_s is None:
+            period = median(self._periods(core))
+            self.chain.burst_s = self.burst_time(core[0].start_pos, pos, period)
+        return self.chain.burst_s <= self.p.max_burst_s
+
     # -- figures -------------------------------------------------------------------------
 
     @staticmethod
@@ -548,6 +576,8 @@ class EpisodeTracker:
             payload["harmonic_ratio"] = round(h, 4) if np.isfinite(h) else None
         if self.chain.floor is not None:
             payload["envelope_floor"] = round(self.chain.floor, 4)
+        if self.chain.burst_s is not None:
+            payload["burst_s"] = round(self.chain.burst_s, 4)
         if chain.bridged and chain.carried_beats:
             payload["carried_beats"] = chain.carried_beats  # counted before a signal gap
         if chain.follows is not None:

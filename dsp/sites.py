@@ -41,6 +41,13 @@ class SiteParams:
     # stays above this share of its bursts' level (90th percentile), the muscle never
     # rested: voluntary or tonic activity, not clonus. 1 turns the check off.
     max_envelope_floor: float = 0.25
+    # EMG only: the longest a clonic burst stays up, per cycle, in seconds. A reflex burst
+    # is 50-100 ms (the plantarflexion phase about 72 ms) whatever the beat rate; a
+    # voluntary tap or cyclic effort holds each burst for a good part of its cycle (and
+    # bursts of 250 ms or more are seizure-like, not clonus). Measured as the time per
+    # cycle the envelope spends above 0.3 of its bursts' level (90th percentile), which
+    # the 20 Hz envelope low-pass stretches by some 20 ms. inf turns the check off.
+    max_burst_s: float = 0.14
     # Motion only: the largest swing clonus makes, as half the peak-to-peak excursion at
     # the beat rate: gyro degrees of rotation, acc metres of travel (acceleration / w^2).
     # Clonus is a small reflex oscillation (a few degrees; the physics table in the notes

@@ -140,8 +140,10 @@ def test_secrets_never_print(tmp_path: Path) -> None:
 def test_missing_file_and_detector_overrides(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "nope.toml")
-    overrides = "threshold_beats = 3\nband_hz = [3.0, 9.0]\nmin_harmonic_ratio = 0\n"
+    overrides = (
+        "threshold_beats = 3\nband_hz = [3.0, 9.0]\nmin_harmonic_ratio = 0\nmax_burst_s = 0.2\n"
+    )
     cfg = parse_config(GOOD + "\n[sensors.detector]\n" + overrides)
     params = cfg.sensors[0].site_params()
     assert params.threshold_beats == 3 and params.band_hz == (3.0, 9.0)
-    assert params.min_harmonic_ratio == 0.0
+    assert params.min_harmonic_ratio == 0.0 and params.max_burst_s == 0.2

@@ -402,10 +402,13 @@ def test_small_calls_are_held_until_enough_arrive_and_flush_runs_them() -> None:
 # -- EMG: reflex bursts rest in between ----------------------------------------------------
 
 
-def _emg_train(rest: float, beats: int = 10, f: float = 7.0, seed: int = 0) -> tuple[Any, Any]:
-    """Surface EMG at 1 kHz: `beats` 30 ms bursts at `f` Hz on band-limited noise, with the
-    muscle kept active at `rest` of the burst amplitude in between (0: silent periods,
-    reflex-like; 0.7: cyclic voluntary effort that never lets go)."""
+def _emg_train(
+    rest: float, beats: int = 10, f: float = 7.0, seed: int = 0, width: float = 0.03
+) -> tuple[Any, Any]:
+    """Surface EMG at 1 kHz: `beats` bursts at `f` Hz on band-limited noise (Gaussian,
+    standard deviation `width` s: 0.03 is a reflex burst), with the muscle kept active at
+    `rest` of the burst amplitude in between (0: silent periods, reflex-like; 0.7: cyclic
+    voluntary effort that never lets go)."""
     from scipy import signal
 
     fs = 1000.0
@@ -414,7 +417,7 @@ def _emg_train(rest: float, beats: int = 10, f: float = 7.0, seed: int = 0) -> t
     sos = signal.butter(4, [30, 250], btype="band", fs=fs, output="sos")
     carrier = signal.sosfilt(sos, rng.standard_normal(t.size))
     carrier /= carrier.std()
-    bursts = sum(np.exp(-0.5 * ((t - 2.0 - (k + 0.5) / f) / 0.03) ** 2) for k in range(beats))
+    bursts = sum(np.exp(-0.5 * ((t - 2.0 - (k + 0.5) / f) / width) ** 2) for k in range(beats))
     active = (t >= 2.0) & (t < 2.0 + beats / f)
     env = np.where(active, rest + (1 - rest) * bursts, bursts)
     x = 0.5 * env * carrier + 0.01 * rng.standard_normal(t.size)
@@ -438,6 +441,23 @@ def test_emg_bursts_with_silent_periods_between_are_clonus() -> None:
     t, x = _emg_train(0.0)
     (onset,) = _onsets(_run(ClonusDetector("emg", site_params("wrist"), 1000.0), t, x))
     assert onset.extra["envelope_floor"] < 0.05
+
+
+@pytest.mark.parametrize("f", [3.5, 4.0])
+def test_emg_bursts_held_as_long_as_a_tap_are_not_clonus_but_reflex_bursts_are(f: float) -> None:
+    """Tapping a foot or hand is a train of bursts with rests between, at a clonus rate,
+    but each burst is held for a good part of the cycle (here 180-200 ms above 0.3 of
+    the bursts' level, 80 ms for the reflex-like bursts); a reflex burst is over in
+    50-100 ms. Without the check the taps alarm."""
+    params = site_params("ankle")
+    t, x = _emg_train(0.0, beats=12, f=f, width=0.085)
+    unchecked = ClonusDetector("emg", params.with_overrides(max_burst_s=np.inf), 1000.0)
+    (onset,) = _onsets(_run(unchecked, t, x))
+    assert onset.extra["burst_s"] > params.max_burst_s
+    assert not _onsets(_run(ClonusDetector("emg", params, 1000.0), t, x))
+    t, x = _emg_train(0.0, beats=12, f=f)
+    (onset,) = _onsets(_run(ClonusDetector("emg", params, 1000.0), t, x))
+    assert onset.extra["burst_s"] < 0.12
 
 
 # -- motion: clonus is a small oscillation ---------------------------------------------------
@@ -472,3 +492,50 @@ def test_the_first_emg_burst_counts_though_the_band_pass_shrinks_it() -> None:
         assert onset.beats == 6
         t, x = _emg_train(0.0, beats=5, f=7.0, seed=seed)
         assert not _onsets(_run(ClonusDetector("emg", params, 1000.0), t, x))
+
+
+def _lobe_train(sizes: list[float], ratio: float | None) -> list[EpisodeEvent]:
+    """Alternating lobes 18 samples apart at 200 Hz (5.6 Hz cycles): each cycle a larger
+    half of `sizes[k]` (the contraction, the accelerometer's beat sign) and a smaller
+    half of 0.8 of it; then quiet."""
+    from clonusd.dsp.episodes import EpisodeTracker
+    from clonusd.dsp.lobes import Lobe
+
+    tracker = EpisodeTracker(
+        site_params("ankle"),
+        200.0,
+        "pairs",
+        0.8,
+        "m/s^2",
+        lambda pos: pos / 200.0,
+        polarity="size",
+        onset_beat_ratio=ratio,
+    )
+    events: list[EpisodeEvent] = []
+    prev: Lobe | None = None
+    pos = 1000
+    for size in sizes:
+        for sign, peak in ((1, size), (-1, -0.8 * size)):
+            lobe = Lobe(sign, pos, peak, pos + 4)
+            if prev is not None:
+                prev.closed, prev.close_pos = True, pos
+                events += tracker.closed(prev)
+            events += tracker.started(lobe)
+            prev, pos = lobe, pos + 18
+    for p in range(pos, pos + 400, 20):
+        events += tracker.tick(p)
+    return events
+
+
+def test_a_weak_cycle_after_five_beats_is_ringing_not_the_sixth_beat() -> None:
+    """Five accelerometer beats, the last ones fading, and then a cycle at 0.6 of the
+    chain (0.8 of the one before, so not cut as ringing by the tail rule): the limb and the
+    band-pass ringing after the last contraction (tuning seeds: the 6th counted beat of
+    5-beat episodes that alarmed was 0.51-0.67 of the beats before; of true onsets, 0.8 at
+    the 5th percentile). It is not counted as the sixth; a full-size beat after it is."""
+    five_and_ring = [1.0, 1.0, 1.0, 0.85, 0.75, 0.6]
+    assert _onsets(_lobe_train(five_and_ring, None))  # what happened before
+    assert not _onsets(_lobe_train(five_and_ring, 0.7))
+    assert len(_onsets(_lobe_train([1.0] * 6, 0.7))) == 1
+    (onset,) = _onsets(_lobe_train([*five_and_ring, 1.0], 0.7))
+    assert onset.beats == 7
