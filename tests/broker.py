@@ -76,10 +76,10 @@ class Subscriber:
         self.client.loop_start()
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        text = msg.payload.decode()
+        text = msg.payload.decode(errors="replace")
         try:
             payload: Any = json.loads(text)
-        except json.JSONDecodeError:
+        except ValueError:
             payload = text
         with self._lock:
             self.messages.append((time.monotonic(), msg.topic, payload, bool(msg.retain)))
@@ -91,6 +91,13 @@ class Subscriber:
     def on(self, topic_suffix: str) -> list[Any]:
         with self._lock:
             return [p for _, topic, p, _ in self.messages if topic.endswith(topic_suffix)]
+
+    def availability(self) -> list[str]:
+        """The daemon's availability states in arrival order ("online" / "offline")."""
+        return [p["state"] if isinstance(p, dict) else p for p in self.on("/availability")]
+
+    def availability_reasons(self) -> list[str]:
+        return [p.get("reason", "") for p in self.on("/availability") if isinstance(p, dict)]
 
     def wait_for(self, pred: Callable[[], bool], timeout: float = 30.0) -> bool:
         deadline = time.monotonic() + timeout

@@ -30,7 +30,7 @@ def test_sustained_episode_reaches_subscriber_and_short_one_reaches_no_one(
     daemon.start()
     try:
         assert sub.wait_for(lambda: _kinds(sub.events()).count("clonus.end") >= 2), daemon.logs()
-        assert sub.wait_for(lambda: "online" in sub.on("/daemon/availability"))
+        assert sub.wait_for(lambda: "online" in sub.availability())
         sub.wait_for(lambda: False, timeout=1.5)  # the 4-beat episode is long over by now
     finally:
         assert daemon.terminate() == 0
@@ -56,7 +56,7 @@ def test_sustained_episode_reaches_subscriber_and_short_one_reaches_no_one(
         ):
             assert key in onset
     assert len({e["id"] for e in events}) == len(events)
-    assert sub.wait_for(lambda: sub.on("/daemon/availability")[-1:] == ["offline"], 5)
+    assert sub.wait_for(lambda: sub.availability()[-1:] == ["offline"], 5)
     status = sub.on("/status")[-1]
     assert status["link"] == "connected" and status["nominal_rate_hz"] == 200.0
     sub.close()
@@ -147,7 +147,7 @@ def test_late_subscriber_sees_the_alarm_that_is_already_on(
             retained = [(p, r) for _, t, p, r in late.messages if t.endswith("/state")]
         state, was_retained = retained[0]
         assert was_retained and state["clonus"] is True and state["beats"] >= 6
-        assert late.wait_for(lambda: "online" in late.on("/daemon/availability"), 5)
+        assert late.wait_for(lambda: "online" in late.availability(), 5)
     finally:
         assert daemon.terminate() == 0
     assert early.wait_for(lambda: early.on("/state")[-1]["clonus"] is False, 5)
@@ -160,9 +160,9 @@ def test_last_will_marks_a_killed_daemon_offline(broker: Mosquitto, tmp_path: Pa
     cfg = write_config(tmp_path / "c.toml", broker.port, tmp_path / "state", [])
     daemon = Daemon(cfg, SPEED)
     daemon.start()
-    assert sub.wait_for(lambda: "online" in sub.on("/daemon/availability")), daemon.logs()
+    assert sub.wait_for(lambda: "online" in sub.availability()), daemon.logs()
     daemon.kill()
-    assert sub.wait_for(lambda: sub.on("/daemon/availability")[-1:] == ["offline"], 15)
+    assert sub.wait_for(lambda: sub.availability()[-1:] == ["offline"], 15)
     sub.close()
 
 

@@ -61,6 +61,8 @@ class SensorPipeline:
         self.status_topic = topics.status(prefix, cfg.bed, cfg.id)
         self.link = LinkStatus(connected=False, detail="starting")
         self.last_sample_at: float | None = None
+        self._stall_origin = 0.0  # no stall counts from before this (the loop was held up)
+        self._episode_ids: dict[int, int] = {}  # detector's episode number -> daemon-wide id
         self.stalled = False
         self.started_streaming = asyncio.Event()
         self._arrivals: deque[tuple[float, int]] = deque()
@@ -109,11 +111,17 @@ class SensorPipeline:
         for ev in events:
             await self._episode_event(ev)
 
+    def excuse_lag(self, now: float) -> None:
+        """The event loop itself was held up (CPU starved, process stopped): samples that
+        arrived meanwhile are still queued, so their silence is no evidence of a stall."""
+        self._stall_origin = now
+
     async def check_stall(self) -> None:
         """Called periodically: a connected link with no samples is a stall."""
         if not self.link.connected or self.last_sample_at is None or self.stalled:
             return
-        if time.monotonic() - self.last_sample_at > self.cfg.stall_after_s:
+        since = max(self.last_sample_at, self._stall_origin)
+        if time.monotonic() - since > self.cfg.stall_after_s:
             self.stalled = True
             self.log.warning("stall", no_samples_for_s=self.cfg.stall_after_s)
             await self._technical("sensor.stall")
@@ -131,6 +139,7 @@ class SensorPipeline:
         return {
             "schema": topics.SCHEMA,
             "time": _now_iso(),
+            "daemon": self.publisher.daemon_id,
             "bed": self.cfg.bed,
             "sensor": self.cfg.id,
             "site": self.cfg.site,
@@ -149,15 +158,27 @@ class SensorPipeline:
     async def _episode_event(self, ev: EpisodeEvent) -> None:
         figures = ev.to_dict()
         payload = {**self._base(ev.event), **{k: v for k, v in figures.items() if k != "event"}}
+        # Episode ids are the daemon's, unique across restarts; the open episode is stored
+        # with each of its events, so a restart after a crash can end it.
+        episode = self._episode_ids.get(ev.episode)
+        if episode is None:
+            episode = await self.publisher.new_episode_id()
+            self._episode_ids[ev.episode] = episode
+        ended = ev.event == "clonus.end"
+        if ended:
+            del self._episode_ids[ev.episode]
+        payload["episode"] = episode
         self.log.info(
             ev.event,
-            episode=ev.episode,
+            episode=episode,
             beats=ev.beats,
             frequency_hz=round(ev.frequency_hz, 2),
             t=round(ev.t, 3),
         )
-        await self.publisher.publish_event(self.event_topic, payload)
-        self._publish_state(None if ev.event == "clonus.end" else payload)
+        await self.publisher.publish_event(
+            self.event_topic, payload, episode=(f"{self.cfg.bed}/{self.cfg.id}", episode, not ended)
+        )
+        self._publish_state(None if ended else payload)
 
     async def _technical(self, kind: str) -> None:
         payload = {**self._base(kind), "stall_after_s": self.cfg.stall_after_s}
