@@ -27,16 +27,14 @@ def free_port() -> int:
 class Mosquitto:
     """A broker on a free loopback port; `stop()`/`start()` simulate an outage."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, conf: str = "allow_anonymous true\n") -> None:
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(exe).exists():
             raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
         self.exe = exe
         self.port = free_port()
         self.conf = workdir / "mosquitto.conf"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-        )
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\npersistence false\n{conf}")
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -62,13 +60,17 @@ class Mosquitto:
 class Subscriber:
     """Collects every message under a topic filter, with arrival times."""
 
-    def __init__(self, port: int, topic: str = "clonusd/#") -> None:
+    def __init__(
+        self, port: int, topic: str = "clonusd/#", auth: tuple[str, str] | None = None
+    ) -> None:
         self.messages: list[tuple[float, str, Any, bool]] = []
         self._lock = threading.Lock()
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=f"test-sub-{os.getpid()}-{time.monotonic_ns()}",
         )
+        if auth is not None:
+            self.client.username_pw_set(*auth)
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
         self.client.reconnect_delay_set(0.1, 0.5)
@@ -118,6 +120,7 @@ def write_config(
     state_dir: Path,
     episodes: list[dict[str, Any]],
     source: str | None = None,
+    mqtt_extra: str = "",
 ) -> Path:
     """A one-sensor config: a simulated ankle band with `episodes`, or the given source
     block (TOML lines under [sensors.source])."""
@@ -132,6 +135,7 @@ host = "127.0.0.1"
 port = {port}
 client_id = "clonusd-test"
 keepalive_s = 5
+{mqtt_extra}
 [[sensors]]
 id = "ankle-l"
 bed = "bed-12"
@@ -144,15 +148,24 @@ side = "left"
 
 
 class Daemon:
-    def __init__(self, config: Path, speed: float = 1.0) -> None:
+    def __init__(
+        self,
+        config: Path,
+        speed: float = 1.0,
+        env: dict[str, str] | None = None,
+        wrapper: list[str] | None = None,
+    ) -> None:
         self.config = config
         self.speed = speed
+        self.env = env
+        self.wrapper = wrapper or []  # e.g. setpriv to run as another user
         self.proc: subprocess.Popen[str] | None = None
         self.log = config.with_suffix(".log")
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [
+                *self.wrapper,
                 sys.executable,
                 "-m",
                 "clonusd.daemon.cli",
@@ -165,7 +178,18 @@ class Daemon:
             stdout=subprocess.DEVNULL,
             stderr=self.log.open("a"),
             text=True,
+            env=self.env,
         )
+
+    def wait(self, timeout: float) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        """Teardown: end the process whatever state it is in."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
     def terminate(self, timeout: float = 15.0) -> int:
         assert self.proc is not None

@@ -109,11 +109,12 @@ class Outbox:
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")  # committed means on disk
+            # Checked before anything is written, so a corrupt file is kept as it was.
             check = db.execute("PRAGMA quick_check").fetchone()
             if check is None or check[0] != "ok":
                 raise _Corrupt(f"quick_check: {check[0] if check else 'no answer'}")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")  # committed means on disk
             db.execute(
                 "CREATE TABLE IF NOT EXISTS outbox ("
                 " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
@@ -141,6 +142,10 @@ class Outbox:
     def _move_aside(self) -> Path:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        n = 1
+        while any(Path(str(target) + x).exists() for x in ("", "-wal", "-shm")):
+            n += 1
+            target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{n}")
         try:
             for suffix in ("", "-wal", "-shm"):
                 src = Path(str(self.path) + suffix)

@@ -62,6 +62,7 @@ class SensorPipeline:
         self.link = LinkStatus(connected=False, detail="starting")
         self.last_sample_at: float | None = None
         self._stall_origin = 0.0  # no stall counts from before this (the loop was held up)
+        self._storing = False
         self._episode_ids: dict[int, int] = {}  # detector's episode number -> daemon-wide id
         self.stalled = False
         self.started_streaming = asyncio.Event()
@@ -120,6 +121,8 @@ class SensorPipeline:
         """Called periodically: a connected link with no samples is a stall."""
         if not self.link.connected or self.last_sample_at is None or self.stalled:
             return
+        if self._storing:
+            return
         since = max(self.last_sample_at, self._stall_origin)
         if time.monotonic() - since > self.cfg.stall_after_s:
             self.stalled = True
@@ -175,14 +178,24 @@ class SensorPipeline:
             frequency_hz=round(ev.frequency_hz, 2),
             t=round(ev.t, 3),
         )
-        await self.publisher.publish_event(
-            self.event_topic, payload, episode=(f"{self.cfg.bed}/{self.cfg.id}", episode, not ended)
-        )
+        await self._store(payload, (f"{self.cfg.bed}/{self.cfg.id}", episode, not ended))
         self._publish_state(None if ended else payload)
+
+    async def _store(
+        self, payload: dict[str, Any], episode: tuple[str, int, bool] | None = None
+    ) -> None:
+        """Store an event; while the outbox write (an fsync, seconds on a busy disk) is
+        under way the pipeline takes no samples, and that is no stall of the band."""
+        self._storing = True
+        try:
+            await self.publisher.publish_event(self.event_topic, payload, episode)
+        finally:
+            self._storing = False
+            self._stall_origin = time.monotonic()
 
     async def _technical(self, kind: str) -> None:
         payload = {**self._base(kind), "stall_after_s": self.cfg.stall_after_s}
-        await self.publisher.publish_event(self.event_topic, payload)
+        await self._store(payload)
         self._publish_status()
 
     def _publish_state(self, active: dict[str, Any] | None) -> None:

@@ -116,7 +116,8 @@ async def run_service(cfg: Config, speed: float = 1.0) -> int:
     finally:
         notify("STOPPING=1")
         if failed is not None:
-            notify(f"STATUS=stopping: {publisher.failure or failed}")
+            why = f"storage failed: {publisher.failure}" if publisher.failure else failed
+            notify(f"STATUS=stopping, {why}")
             if publisher.failure is None:
                 publisher.offline_reason = failed
                 publisher.technical_alarm("daemon.failed", f"{failed}; the daemon restarts")
