@@ -38,7 +38,14 @@ def _daemon_events(sub: Subscriber, kind: str) -> list[dict[str, Any]]:
 
 
 def _clonus(sub: Subscriber, kind: str) -> list[dict[str, Any]]:
-    return _daemon_events(sub, kind)
+    """Events of a kind, each once: delivery is at least once, and `id` tells repeats."""
+    seen: set[str] = set()
+    out = []
+    for e in _daemon_events(sub, kind):
+        if e["id"] not in seen:
+            seen.add(e["id"])
+            out.append(e)
+    return out
 
 
 def _no_traceback(daemon: Daemon) -> None:
@@ -477,6 +484,7 @@ def test_backlog_leaves_within_5_s_of_the_brokers_return(
 # -- 10. a loaded machine is not a stalled band -------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_daemon_held_up_by_the_machine_raises_no_false_stall(
     broker: Mosquitto, tmp_path: Path, daemons: list[Daemon]
 ) -> None:
@@ -535,6 +543,7 @@ keepalive_s = 5
     return path
 
 
+@pytest.mark.slow
 def test_a_daemon_short_of_cpu_raises_no_false_stall(
     broker: Mosquitto, tmp_path: Path, daemons: list[Daemon]
 ) -> None:
@@ -551,5 +560,67 @@ def test_a_daemon_short_of_cpu_raises_no_false_stall(
     stalls = _daemon_events(sub, "sensor.stall")
     assert not stalls, [(s["bed"], s["sensor"]) for s in stalls]
     assert len(_clonus(sub, "clonus.onset")) >= 4  # it was working, not idle
+    _no_traceback(d)
+    sub.close()
+
+
+@pytest.mark.slow
+def test_repeated_sigkills_mid_episode_leave_no_episode_open(
+    broker: Mosquitto, tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    """Six SIGKILLs, each at a different point of a long episode, then a clean stop:
+    every onset a subscriber saw has exactly one end, and no episode id repeats."""
+    sub = Subscriber(broker.port)
+    state = tmp_path / "state"
+    cfg = write_config(tmp_path / "c.toml", broker.port, state, [{"at_s": 1, "beats": 400}])
+    for i in range(6):
+        d = Daemon(cfg, SPEED)
+        daemons.append(d)
+        d.start()
+        n = len(_clonus(sub, "clonus.onset"))
+        assert sub.wait_for(lambda n=n: len(_clonus(sub, "clonus.onset")) > n, 30), d.logs()
+        time.sleep(0.3 * i)  # a different point of the episode each time
+        d.kill()
+        _no_traceback(d)
+    last = Daemon(write_config(tmp_path / "d.toml", broker.port, state, []), SPEED)
+    daemons.append(last)
+    last.start()
+    assert sub.wait_for(lambda: len(_clonus(sub, "clonus.end")) >= 6, 30), [
+        (e["event"], e["episode"], e.get("end_reason")) for e in sub.events()
+    ]
+    assert last.terminate() == 0
+    onsets = [e["episode"] for e in _clonus(sub, "clonus.onset")]
+    ends = [e["episode"] for e in _clonus(sub, "clonus.end")]
+    assert len(onsets) == len(set(onsets)) == 6
+    assert sorted(ends) == sorted(onsets)  # exactly one end each
+    assert all(e["end_reason"] == "daemon_restarted" for e in _clonus(sub, "clonus.end"))
+    assert sub.wait_for(lambda: sub.on("/state")[-1]["clonus"] is False, 5)
+    sub.close()
+
+
+@pytest.mark.slow
+def test_a_frozen_broker_is_reported_and_loses_nothing(
+    broker: Mosquitto, tmp_path: Path, daemons: list[Daemon], notify: Notify
+) -> None:
+    """SIGSTOP on Mosquitto: TCP still accepts, nothing is acknowledged. The daemon says
+    so in STATUS=, keeps the events, and delivers them all once the broker answers."""
+    sub = Subscriber(broker.port)
+    state = tmp_path / "state"
+    cfg = write_config(tmp_path / "c.toml", broker.port, state, [{"at_s": 10, "beats": 12}])
+    d = Daemon(cfg, 1.0, env=notify.env())
+    daemons.append(d)
+    d.start()
+    assert sub.wait_for(lambda: "online" in sub.availability(), 20), d.logs()
+    assert broker.proc is not None
+    broker.proc.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(25.0)  # the episode happens meanwhile; the client times out
+    finally:
+        broker.proc.send_signal(signal.SIGCONT)
+    assert sub.wait_for(lambda: bool(_clonus(sub, "clonus.end")), 40), d.logs()
+    assert d.terminate() == 0
+    assert any("unreachable" in m for _, m in notify.messages("STATUS="))
+    assert len(_clonus(sub, "clonus.onset")) == 1
+    _every_onset_ended(sub)
     _no_traceback(d)
     sub.close()
