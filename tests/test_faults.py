@@ -624,3 +624,73 @@ def test_a_frozen_broker_is_reported_and_loses_nothing(
     _every_onset_ended(sub)
     _no_traceback(d)
     sub.close()
+
+
+# -- 3. a crash leaves "offline" behind --------------------------------------------------------
+
+
+def test_a_client_that_leaves_on_an_exception_leaves_its_will(broker: Mosquitto) -> None:
+    """aiomqtt disconnects cleanly on any exception, and a clean DISCONNECT makes the
+    broker drop the will; the daemon's client disconnects "with will message" instead."""
+    import asyncio
+
+    from clonusd.daemon.config import MqttConfig
+    from clonusd.daemon.mqtt.publisher import make_client
+
+    sub = Subscriber(broker.port)
+    cfg = MqttConfig(host="127.0.0.1", port=broker.port)
+
+    async def crash() -> None:
+        async with make_client(cfg, "crasher", "clonusd-crasher", None) as client:
+            await client.publish_checked(
+                "clonusd/daemon/crasher/availability", '{"state": "online"}', retain=True
+            )
+            raise RuntimeError("a bug")
+
+    with pytest.raises(RuntimeError):
+        asyncio.run(crash())
+    assert sub.wait_for(lambda: sub.availability()[-1:] == ["offline"], 10)
+    assert sub.availability_reasons()[-1] == "connection_lost"
+    sub.close()
+
+
+def test_a_tls_file_gone_at_run_time_is_logged_with_its_path(
+    broker: Mosquitto, tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    """The CA file passes the checks at start, then disappears: the next connection
+    attempt names the file, and the daemon stops non-zero instead of retrying blind."""
+    ca = tmp_path / "ca.crt"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=test-ca",
+            "-keyout",
+            str(tmp_path / "ca.key"),
+            "-out",
+            str(ca),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    # The broker speaks plain MQTT, so every TLS handshake fails and the client retries.
+    cfg = write_config(
+        tmp_path / "c.toml", broker.port, tmp_path / "state", [], mqtt_extra=f'tls_ca = "{ca}"'
+    )
+    d = Daemon(cfg, SPEED)
+    daemons.append(d)
+    d.start()
+    probe = Subscriber.__new__(Subscriber)
+    assert probe.wait_for(lambda: "mqtt_unavailable" in d.logs(), 30), d.logs()
+    ca.unlink()
+    assert d.wait(timeout=30) == 1
+    logs = d.logs()
+    assert "mqtt_tls_files_unusable" in logs and str(ca) in logs
+    _no_traceback(d)

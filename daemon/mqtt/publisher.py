@@ -76,7 +76,11 @@ class _Client(aiomqtt.Client):
         self, topic: str, payload: str, qos: int = 1, retain: bool = False
     ) -> ReasonCode | None:
         """Publish and wait for the broker; returns its reason code if it refused."""
-        info = self._client.publish(topic, payload, qos, retain)
+        try:
+            info = self._client.publish(topic, payload, qos, retain)
+        except ValueError as exc:  # a topic or payload MQTT cannot carry: refuse it here
+            log.error("mqtt_publish_invalid", topic=topic[:200], error=str(exc))
+            return ReasonCode(PacketTypes.PUBACK, identifier=0x90)  # "Topic name invalid"
         if info.rc != 0:
             raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
         if not info.is_published():
@@ -388,7 +392,18 @@ class Publisher:
 
 
 def make_client(cfg: MqttConfig, daemon_id: str, client_id: str, password: str | None) -> _Client:
-    """An MQTT 5 client whose last will marks this daemon offline ("connection_lost")."""
+    """An MQTT 5 client whose last will marks this daemon offline ("connection_lost").
+
+    TLS files are read at each connection attempt (aiomqtt reports a missing one only as
+    "No such file or directory"), so they are checked here first and named."""
+    files = [p for p in (cfg.tls_ca, cfg.tls_cert, cfg.tls_key) if p is not None]
+    for path in files:
+        try:
+            with path.open("rb") as fh:
+                fh.read(1)
+        except OSError as exc:
+            log.error("mqtt_tls_files_unusable", path=str(path), error=exc.strerror or str(exc))
+            raise PublisherError(f"TLS file {path}: {exc.strerror or exc}") from None
     tls = None
     if cfg.tls_ca is not None:
         tls = aiomqtt.TLSParameters(
@@ -416,9 +431,9 @@ def make_client(cfg: MqttConfig, daemon_id: str, client_id: str, password: str |
             timeout=10,
         )
     except (OSError, ssl.SSLError) as exc:
-        files = [str(p) for p in (cfg.tls_ca, cfg.tls_cert, cfg.tls_key) if p]
-        log.error("mqtt_tls_files_unusable", paths=files, error=str(exc))
-        raise PublisherError(f"TLS files {', '.join(files)}: {exc}") from None
+        names = ", ".join(str(p) for p in files)
+        log.error("mqtt_tls_files_unusable", paths=names, error=str(exc))
+        raise PublisherError(f"TLS files {names}: {exc}") from None
 
 
 async def announce_failure(
