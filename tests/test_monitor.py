@@ -155,32 +155,38 @@ def test_monitor_survives_malformed_messages_and_says_so(
         slave = slave_fd
     proc = subprocess.Popen(args, stdout=slave, stderr=subprocess.PIPE)
     screen = bytearray()
-    reader = None
     if master is not None:
         os.close(slave)
+        fd = master
+    else:
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
 
-        def read() -> None:
-            while True:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:
-                    return
-                if not chunk:
-                    return
-                screen.extend(chunk)
+    def read() -> None:
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            screen.extend(chunk)
 
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-    time.sleep(2.0)
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    # Live messages only once the monitor is subscribed (it shows the retained ones).
+    seen = b"connected to" if view == "plain" else b"malformed message(s) ignored"
+    deadline = time.monotonic() + 30
+    while seen not in screen and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
     _publish_all(broker.port, MALFORMED, retain=False)  # and while it runs
     try:
-        out, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=40)
     finally:
         if proc.poll() is None:
             proc.kill()
-    if reader is not None:
-        reader.join(5)
-        out = bytes(screen)
+    reader.join(5)
+    out = bytes(screen)
     text, errors = out.decode(errors="replace"), err.decode(errors="replace")
     assert proc.returncode == 0, errors
     assert "Traceback" not in errors and "Traceback" not in text
