@@ -18,10 +18,10 @@ DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "recordings" /
 
 def main() -> None:
     directory = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT
-    score = evaluate(directory)
-    for line in score.problems:
+    result = evaluate(directory)
+    for line in result.problems:
         print(line)
-    print(json.dumps(score.summary(), indent=2))
+    print(json.dumps(result.summary(), indent=2))
 
 
 if __name__ == "__main__":

@@ -90,6 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("directory", type=Path)
     ev.add_argument("--threshold", type=int, default=None)
     ev.add_argument("--verbose", action="store_true", help="list each miss and false alarm")
+    ev.add_argument("--json", action="store_true", help="print the figures as JSON")
+    ev.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write a picture of each miss and false alarm and an index.html into DIR"
+        " (needs the [report] extra: matplotlib)",
+    )
     return parser
 
 
@@ -116,15 +125,28 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from clonusd.daemon.commands.evaluate import evaluate
+    from clonusd.daemon.commands.evaluate import evaluate, format_table
 
     if not args.directory.is_dir():
         raise RecordingError(f"{args.directory}: not a directory")
-    score = evaluate(args.directory, args.threshold)
+    if args.report is not None:
+        from clonusd.daemon.commands.report import ReportUnavailableError, _pyplot
+
+        try:
+            _pyplot()  # fail before the long part, not after it
+        except ReportUnavailableError as exc:
+            raise CliError(str(exc)) from None
+    result = evaluate(args.directory, args.threshold)
     if args.verbose:
-        for line in score.problems:
+        for line in result.problems:
             print(line, file=sys.stderr)
-    print(json.dumps(score.summary(), indent=2))
+    summary = result.summary()
+    print(json.dumps(summary, indent=2) if args.json else format_table(summary))
+    if args.report is not None:
+        from clonusd.daemon.commands.report import write_report
+
+        n = write_report(result, args.report)
+        print(f"clonusd: {n} pictures in {args.report / 'index.html'}", file=sys.stderr)
     return 0
 
 

@@ -100,6 +100,8 @@ class DetectorOverrides(_Strict):
     band_hz: tuple[float, float] | None = None
     rate_hz: tuple[float, float] | None = None
     min_harmonic_ratio: float | None = Field(None, ge=0, le=1)
+    max_envelope_floor: float | None = Field(None, ge=0, le=1)
+    max_excursion: dict[Literal["gyr", "acc"], float] | None = None
 
     @field_validator("band_hz", "rate_hz")
     @classmethod

@@ -78,6 +78,7 @@ class ClonusDetector:
             self.frontend = EmgFrontEnd(fs, params.band_hz, self.n_channels)
             beat_fs = self.frontend.out_fs
             floor, unit, counting = 0.0, "a.u.", "positive"
+            key = ""
         else:
             self.frontend = MotionFrontEnd(fs, params.band_hz)
             beat_fs = fs
@@ -100,11 +101,16 @@ class ClonusDetector:
             shape=self._harmonics if sensor != "emg" else None,
             # Accelerometers see harmonics amplified; a gyroscope's dips are real cycles.
             wiggle_ratio=0.25 if sensor == "acc3" else None,
+            envelope_floor=self._envelope_floor if sensor == "emg" else None,
+            max_excursion=params.max_excursion.get(key, np.inf) if key else np.inf,
+            excursion_power=2 if sensor == "acc3" else 1,
         )
         # Beat-stage sample times, for reporting; long enough for a long episode.
         self._times = RingBuffer(round(900 * beat_fs), 1)
         # Raw motion at beat-stage positions, for the cycle shape (4 cycles at 3 Hz fit).
         self._raw = RingBuffer(round(3.0 * beat_fs), 3)
+        # EMG envelope before the clonus band-pass, for the rest between bursts.
+        self._env = RingBuffer(round(3.0 * beat_fs), 1)
         self._hop_rms = RingBuffer(100, 1)  # 10 s of quiet-signal hop RMS
         self._pos = 0  # beat-stage samples produced
         self._hop_fill = 0
@@ -223,6 +229,8 @@ class ClonusDetector:
             pos = np.arange(self._pos, self._pos + take)
             if self.sensor != "emg":
                 self._raw.push(motion[start : start + take])
+            elif fe.envelope is not None:
+                self._env.push(fe.envelope[start : start + take])
             for lobe, started in self.lobes.process(pos, y, self._threshold):
                 if started:
                     events += self.episodes.started(lobe)
@@ -245,7 +253,6 @@ class ClonusDetector:
             self._hop_rms.push(np.array([rms]))
             self._sigma = median(self._hop_rms.latest())  # changes only here
         sigma = self._sigma
-        self.episodes.noise_level = sigma
         self._threshold = max(
             self.noise_k * sigma, self.floor_fraction * self.amplitude_floor, 1e-12
         )
@@ -260,6 +267,16 @@ class ClonusDetector:
             self.beat_fs / period,
             derivative=self.sensor == "acc3",  # tangential acceleration of the swing
         )
+
+    def _envelope_floor(self, first_pos: int, end_pos: int) -> float:
+        """The EMG envelope's 10th over its 90th percentile, from beat-stage position
+        `first_pos` (at most the last 3 s) to `end_pos`."""
+        held = self._env.total - first_pos
+        rows = self._env.latest(held)[: held - (self._env.total - 1 - end_pos), 0]
+        if rows.size < 4:
+            return 0.0
+        lo, hi = np.percentile(rows, [10.0, 90.0])
+        return float(lo / hi) if hi > 0 else 0.0
 
     def _time_of(self, pos: int) -> float:
         held = len(self._times)

@@ -12,7 +12,7 @@ the chain looks like clonus (rate, regularity, amplitude), the episode is declar
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from typing import Literal
 
@@ -30,6 +30,21 @@ class _Chain:
     episode: int | None = None  # set once declared sustained
     last_update_pos: int = 0
     harmonics: float | None = None  # cycle shape (dsp.waveform), judged once per chain
+    floor: float | None = None  # EMG envelope floor between bursts, judged once per chain
+    # An episode resumed after a break (see `_Held`): the earlier parts' beats, the time
+    # of the first beat, and whether a stretch set it off.
+    carried_beats: int = 0
+    first_t: float | None = None
+    first_elicited: bool = False
+
+
+@dataclass
+class _Held:
+    """The end of an episode whose rhythm broke, held for a re-arm time in case the
+    rhythm resumes: one uneven or missed cycle does not end clonus."""
+
+    end: EpisodeEvent
+    last_pos: int  # start of the episode's last lobe
 
 
 class EpisodeTracker:
@@ -67,6 +82,10 @@ class EpisodeTracker:
         shape: Callable[[int, float], float] | None = None,
         carry_max: int = 4,
         wiggle_ratio: float | None = None,
+        resume_beats: int = 2,
+        envelope_floor: Callable[[int, int], float] | None = None,
+        max_excursion: float = float("inf"),
+        excursion_power: int = 1,
     ) -> None:
         self.p = params
         self.fs = fs
@@ -90,13 +109,21 @@ class EpisodeTracker:
         self.shape = shape
         self.carry_max = carry_max
         self.wiggle_ratio = wiggle_ratio
+        self.resume_beats = resume_beats
+        self.envelope_floor = envelope_floor
+        self.max_excursion = max_excursion
+        self.excursion_power = excursion_power
         self.min_period = fs / params.rate_hz[1]
         self.max_period = fs / params.rate_hz[0]
         self.chain = _Chain()
         self.rearm = round(rearm_s * fs)
         self._rhythm_end = -(10**9)  # last lobe of the last chain as long as an episode
         self._next_episode = 1
-        self.noise_level = 0.0  # set by the detector, for the confidence figure
+        self._held: _Held | None = None
+        # Events carry the times of the beats they counted (offline review, not the live path).
+        self.report_beats = False
+        # With report_beats: beat times of chains that ended without an episode, for review.
+        self.unreported: list[list[float]] = []
 
     @property
     def active(self) -> bool:
@@ -176,21 +203,30 @@ class EpisodeTracker:
 
     def tick(self, pos: int) -> list[EpisodeEvent]:
         """Called at fixed positions as time passes: ends a chain whose rhythm stopped."""
+        events = self._release_held(pos)
         lobes = self.chain.lobes
         if not lobes:
-            return []
+            return events
         periods = self._periods(self._core())
         limit = max(2.0 * median(periods) if periods.size else 0.0, self.max_period)
         if pos - lobes[-1].start_pos > 1.25 * limit:
-            return self._finish(pos)
+            return events + self._finish(pos)
         if self.sustained and pos - self.chain.last_update_pos >= self.update_interval:
             self.chain.last_update_pos = pos
-            return [self._event("clonus.update", pos)]
-        return []
+            events.append(self._event("clonus.update", pos))
+        return events
+
+    def _release_held(self, pos: int, now: bool = False) -> list[EpisodeEvent]:
+        """The held end, once the rhythm has not resumed within the re-arm time."""
+        held = self._held
+        if held is None or not (now or pos - held.last_pos >= self.rearm):
+            return []
+        self._held = None
+        return [replace(held.end, t=self.to_time(pos))]
 
     def force_end(self, pos: int, reason: str) -> list[EpisodeEvent]:
         """End whatever is in progress now (signal lost, shutdown)."""
-        return self._finish(pos, reason=reason)
+        return self._release_held(pos, now=True) + self._finish(pos, reason=reason)
 
     # -- chain rules ---------------------------------------------------------------------
 
@@ -288,16 +324,15 @@ class EpisodeTracker:
 
     def _beat_lobes(self, core: list[Lobe]) -> list[Lobe]:
         known = [lb for lb in core if lb.closed]
-        if self.counting == "positive":
-            return [lb for lb in known if lb.sign > 0]
         if not known:
             return []
-        # Motion: one contraction per cycle, counted on the cycle's quick phase (the
-        # plantarflexion jerk, ~45 % of the period); see `polarity`.
-        sign = self._beat_sign(known)
+        # EMG: one burst per contraction. Motion: one contraction per cycle, counted on the
+        # cycle's quick phase (the plantarflexion jerk, ~45 % of the period); see `polarity`.
+        sign = 1 if self.counting == "positive" else self._beat_sign(known)
         beats = [lb for lb in known if lb.sign == sign]
         # Filter start-up shrinks the first beat: a smaller lobe of the beat's sign just
-        # before the core is that first contraction, not lead-in.
+        # before the core is that first contraction (the first EMG burst, seen through the
+        # band-pass from rest), not lead-in.
         lobes = self.chain.lobes
         first = lobes.index(core[0])
         if (
@@ -329,6 +364,8 @@ class EpisodeTracker:
             return []
         core = self._core()
         beats = len(self._beat_lobes(core))
+        if self._resumes(beats):
+            return []
         if beats <= self.p.threshold_beats:
             return []
         if self.chain.lobes[0].start_pos - self._rhythm_end < self.rearm:
@@ -338,10 +375,30 @@ class EpisodeTracker:
             return []
         if not self._looks_like_clonus(core) or not self._clonic_shape(core, pos):
             return []
+        if not self._rests_between_bursts(core, pos):
+            return []
         self.chain.episode = self._next_episode
         self._next_episode += 1
         self.chain.last_update_pos = pos
         return [self._event("clonus.onset", pos)]
+
+    def _resumes(self, beats: int) -> bool:
+        """A chain that reached a few beats right after an episode's rhythm broke (within
+        the re-arm time) carries that episode on: the held end is dropped, and this chain's
+        events count the beats of both parts."""
+        held = self._held
+        if held is None or beats < self.resume_beats:
+            return False
+        if self.chain.lobes[0].start_pos - held.last_pos >= self.rearm:
+            return False
+        self._held = None
+        chain = self.chain
+        chain.episode = held.end.episode
+        chain.carried_beats = held.end.beats
+        chain.first_t = held.end.onset_t
+        chain.first_elicited = held.end.elicited
+        chain.last_update_pos = chain.lobes[-1].start_pos
+        return True
 
     def _looks_like_clonus(self, core: list[Lobe]) -> bool:
         periods = self._periods(core)
@@ -350,7 +407,10 @@ class EpisodeTracker:
         rate = self.fs / median(periods)
         if not self.p.rate_hz[0] <= rate <= self.p.rate_hz[1]:
             return False
-        return self._amplitude(core) >= self.amplitude_floor
+        amp = self._amplitude(core)
+        # The swing: velocity / w (gyroscope) or acceleration / w^2 (accelerometer).
+        swing = amp / (2 * np.pi * rate) ** self.excursion_power
+        return self.amplitude_floor <= amp and swing <= self.max_excursion
 
     def _clonic_shape(self, core: list[Lobe], pos: int) -> bool:
         """The cycles are not a clean sine (motion only; see `dsp.waveform`).
@@ -362,6 +422,15 @@ class EpisodeTracker:
         if self.chain.harmonics is None:
             self.chain.harmonics = self.shape(pos, median(self._periods(core)))
         return self.chain.harmonics >= self.p.min_harmonic_ratio
+
+    def _rests_between_bursts(self, core: list[Lobe], pos: int) -> bool:
+        """EMG: the envelope falls back to rest between bursts (see
+        `SiteParams.max_envelope_floor`). Judged once per chain, like the shape."""
+        if self.envelope_floor is None:
+            return True
+        if self.chain.floor is None:
+            self.chain.floor = self.envelope_floor(core[0].start_pos, pos)
+        return self.chain.floor <= self.p.max_envelope_floor
 
     # -- figures -------------------------------------------------------------------------
 
@@ -375,8 +444,9 @@ class EpisodeTracker:
         core = self._core()
         beats = self._beat_lobes(core)
         periods = self._periods(core)
-        first_t = self.to_time(beats[0].start_pos)
-        last_t = self.to_time(beats[-1].start_pos)
+        chain = self.chain
+        first_t = chain.first_t if chain.first_t is not None else self.to_time(beats[0].start_pos)
+        last_t = self.to_time(beats[-1].start_pos) if beats else first_t
         duration = last_t - first_t
         if periods.size:
             mean_period = float(np.mean(periods))
@@ -386,35 +456,47 @@ class EpisodeTracker:
             cv, freq = 1.0, 0.0
         regularity = max(0.0, 1.0 - cv)
         amp = self._amplitude(core)
-        snr = amp / self.noise_level if self.noise_level > 0 else 10.0
-        confidence = regularity * float(np.clip((snr - 2.0) / 8.0, 0.0, 1.0))
         payload: dict[str, object] = {"scats_clonus": scats_class(duration)}
         if self.chain.harmonics is not None:
             # None: no harmonic inside the band's recorded range, so the shape was not judged.
             h = self.chain.harmonics
             payload["harmonic_ratio"] = round(h, 4) if np.isfinite(h) else None
+        if self.chain.floor is not None:
+            payload["envelope_floor"] = round(self.chain.floor, 4)
+        if self.report_beats:
+            payload["beat_times_s"] = [round(self.to_time(b.start_pos), 4) for b in beats]
         payload.update(extra)
         return EpisodeEvent(
             event=kind,  # type: ignore[arg-type]
             t=self.to_time(pos),
             episode=self.chain.episode or 0,
-            beats=len(beats),
+            beats=chain.carried_beats + len(beats),
             frequency_hz=freq,
             amplitude=amp,
             amplitude_unit=self.amplitude_unit,
             regularity=regularity,
-            confidence=confidence,
             onset_t=first_t,
             last_beat_t=last_t,
             duration_s=duration,
-            elicited=bool(core) and core[0] is not self.chain.lobes[0],
+            elicited=chain.first_elicited
+            if chain.first_t is not None
+            else bool(core) and core[0] is not chain.lobes[0],
             extra=payload,
         )
 
     def _finish(self, pos: int, reason: str = "rhythm_stopped") -> list[EpisodeEvent]:
         events: list[EpisodeEvent] = []
+        if self.report_beats and not self.sustained and self.chain.lobes:
+            beats = self._beat_lobes(self._core())
+            if beats:
+                self.unreported.append([round(self.to_time(b.start_pos), 4) for b in beats])
         if self.sustained:
-            events.append(self._event("clonus.end", pos, end_reason=reason))
+            end = self._event("clonus.end", pos, end_reason=reason)
+            if reason == "rhythm_stopped":
+                # Not yet: the rhythm may resume within the re-arm time (`_resumes`).
+                self._held = _Held(end, self.chain.lobes[-1].start_pos)
+            else:
+                events.append(end)
         lobes = self.chain.lobes
         if lobes and (
             len(lobes) > 2 * self.p.threshold_beats

@@ -14,9 +14,10 @@ class EpisodeEvent:
 
     Figures are what the detector measured on the signal so far: `beats` counted
     contractions, `frequency_hz` their mean rate, `amplitude` the median half-cycle size in
-    the sensor's unit, `regularity` 1 minus the coefficient of variation of the
-    inter-beat intervals, and `confidence` a 0-1 heuristic of regularity and signal-to-noise
-    (not a probability).
+    the sensor's unit, and `regularity` 1 minus the coefficient of variation of the
+    inter-beat intervals. There is no confidence figure: the former 0-1 heuristic was not
+    calibrated (on fresh generator seeds the share of its onsets that were true did not
+    follow it), and an uncalibrated figure reads as a probability it is not.
     """
 
     event: EventKind
@@ -27,7 +28,6 @@ class EpisodeEvent:
     amplitude: float
     amplitude_unit: str
     regularity: float
-    confidence: float
     onset_t: float  # signal time of the first counted contraction
     last_beat_t: float
     duration_s: float
@@ -42,7 +42,6 @@ class EpisodeEvent:
             "frequency_hz",
             "amplitude",
             "regularity",
-            "confidence",
             "onset_t",
             "last_beat_t",
             "duration_s",

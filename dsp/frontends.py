@@ -30,6 +30,7 @@ class FrontEndOutput:
 
     osc: FloatArray
     index: np.ndarray
+    envelope: FloatArray | None = None  # EMG: the burst envelope `osc` was band-passed from
 
 
 class PrincipalAxisProjector:
@@ -130,8 +131,9 @@ class EmgFrontEnd:
         env = self.env.process(np.abs(tk)).sum(axis=1)
         keep = np.flatnonzero((self._n + np.arange(x.shape[0])) % self.q == 0)
         self._n += x.shape[0]
-        osc = self.band.process(env[keep])
-        return FrontEndOutput(osc=osc, index=keep)
+        envelope = env[keep]
+        osc = self.band.process(envelope)
+        return FrontEndOutput(osc=osc, index=keep, envelope=envelope)
 
     def reset(self) -> None:
         self.pre.reset()

@@ -33,8 +33,20 @@ class SiteParams:
     # Motion only: a chain whose cycle is a cleaner sine than this (harmonic power over
     # fundamental, see dsp.waveform) is not alarmed. A 45/55 clonic cycle measures
     # 0.01-0.02 or more; a clean sine (vibration, the evenest tremor or tapping) under
-    # 0.005. 0 turns the check off.
-    min_harmonic_ratio: float = 0.003
+    # 0.005, which is where the line is (the daemon's own simulated band loses its first
+    # clonus episode at 0.006). 0 turns the check off.
+    min_harmonic_ratio: float = 0.005
+    # EMG only: a reflex burst is tens of ms long with a silent period after it, so the
+    # envelope of a clonic chain drops back to rest between bursts. When its quietest tenth
+    # stays above this share of its bursts' level (90th percentile), the muscle never
+    # rested: voluntary or tonic activity, not clonus. 1 turns the check off.
+    max_envelope_floor: float = 0.25
+    # Motion only: the largest swing clonus makes, as half the peak-to-peak excursion at
+    # the beat rate: gyro degrees of rotation, acc metres of travel (acceleration / w^2).
+    # Clonus is a small reflex oscillation (a few degrees; the physics table in the notes
+    # goes to +-15 deg, 3.9 cm at a 15 cm lever on the foot, and a shank or wrist band
+    # travels far less); a limb shaken at 3 g and 4.5 Hz (3.7 cm) is moved on purpose.
+    max_excursion: dict[str, float] = field(default_factory=lambda: {"gyr": 20.0, "acc": 0.025})
 
     def with_overrides(self, **changes: object) -> SiteParams:
         """A copy with some fields replaced (config overrides)."""

@@ -1,94 +1,151 @@
 #!/usr/bin/env bash
 # Developer entry point: `scripts/dev.sh demo`, `scripts/dev.sh replay` or `scripts/dev.sh test`.
-# Creates .venv on first use (Debian's system Python refuses pip installs, PEP 668) and
-# installs the project into it; on a bare Debian machine it installs python3-venv first.
+#
+# On first use it installs what is missing and says so, step by step: Debian packages with
+# apt-get (as root; `apt-get update` once, no Recommends), then .venv with the project in it
+# (Debian's system Python refuses pip installs, PEP 668; a venv brings its own pip). Later
+# calls skip every step whose inputs have not changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 
-ensure_venv() {
-    if [ ! -x "$VENV/bin/python" ]; then
-        if ! "$PY" -m venv --help >/dev/null 2>&1 || ! "$PY" -c 'import ensurepip' 2>/dev/null; then
-            if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-                apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv python3-pip >/dev/null
-            else
-                echo "dev.sh: python3-venv is missing: sudo apt-get install python3-venv" >&2
-                exit 1
-            fi
+step() { printf 'dev.sh: %s\n' "$*" >&2; }
+
+# -- Debian packages -----------------------------------------------------------------------
+
+APT_UPDATED=
+apt_install() {
+    # apt_install WHY PACKAGE...: install the packages that are missing, saying why.
+    local why=$1
+    shift
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+        echo "dev.sh: missing $* ($why): sudo apt-get install --no-install-recommends $*" >&2
+        exit 1
+    fi
+    if [ -z "$APT_UPDATED" ]; then
+        step "apt-get update (once)"
+        apt-get update -qq
+        APT_UPDATED=1
+    fi
+    step "apt-get install $* -- $why"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+have() { command -v "$1" >/dev/null || [ -x "/usr/sbin/$1" ]; }
+
+ensure_system_packages() {
+    local missing=()
+    if ! "$PY" -c 'import ensurepip, venv' 2>/dev/null; then
+        missing+=(python3-venv)
+    fi
+    have mosquitto || missing+=(mosquitto)
+    if [ ${#missing[@]} -gt 0 ]; then
+        apt_install "a venv for the project, and the MQTT broker the demo and tests use" "${missing[@]}"
+    fi
+    if [ "$1" = test ]; then
+        missing=()
+        have dbus-daemon || missing+=(dbus-daemon)
+        have systemd-analyze || missing+=(systemd)
+        if [ ${#missing[@]} -gt 0 ]; then
+            apt_install "the fake BlueZ's private bus, and systemd-analyze for the unit" "${missing[@]}"
         fi
+    fi
+}
+
+# -- the venv ----------------------------------------------------------------------------
+
+ensure_venv() {
+    # ensure_venv EXTRA: .venv with the project installed editable, with [EXTRA].
+    if [ ! -x "$VENV/bin/python" ]; then
+        step "creating $VENV (python: $("$PY" --version 2>&1))"
         "$PY" -m venv "$VENV"
     fi
+    # Reinstall only when what the install depends on changed: the project's metadata or
+    # the version of the Python the venv was made from (code changes need no reinstall). [dev] includes [test], so either stamp serves test.
+    local want
+    want="$("$VENV/bin/python" --version 2>&1) $(sha256sum pyproject.toml | cut -c1-16)"
+    if [ "$(cat "$VENV/.installed-$1" 2>/dev/null)" = "$want" ] ||
+       { [ "$1" = test ] && [ "$(cat "$VENV/.installed-dev" 2>/dev/null)" = "$want" ]; }; then
+        return
+    fi
     local log="$VENV/install.log"
-    if ! { "$VENV/bin/python" -m pip install -q --upgrade pip &&
-           "$VENV/bin/python" -m pip install -q -e ".[$1]"; } >"$log" 2>&1; then
+    step "installing the project and its Python dependencies ([$1]: numpy, scipy, pydantic,"
+    step "  aiomqtt, bleak, ...) into $VENV; about a minute the first time; log: $log"
+    # pip says nothing useful while it works: show that it still does, every 10 s.
+    ( while sleep 10 && kill -0 $$ 2>/dev/null; do
+          step "  ... still installing ($(grep -c '^Collecting\|^Requirement' "$log" || true) packages so far)"
+      done ) &
+    local ticker=$!
+    if ! { "$VENV/bin/python" -m pip install --upgrade pip &&
+           "$VENV/bin/python" -m pip install -e ".[$1]"; } >"$log" 2>&1; then
+        kill "$ticker" 2>/dev/null
         cat "$log" >&2
         echo "dev.sh: installing the project into $VENV failed (log above)" >&2
         exit 1
     fi
+    kill "$ticker" 2>/dev/null
+    echo "$want" >"$VENV/.installed-$1"
 }
 
-ensure_system_packages() {
-    # mosquitto: the tests' and the demo's broker; dbus-daemon: the private bus the fake
-    # BlueZ runs on; systemd: systemd-analyze checks the unit's hardening.
-    local missing=()
-    { command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ]; } || missing+=(mosquitto)
-    if [ "$1" = test ]; then
-        command -v dbus-daemon >/dev/null || missing+=(dbus-daemon)
-        command -v systemd-analyze >/dev/null || missing+=(systemd)
-    fi
-    if [ ${#missing[@]} -eq 0 ]; then
-        return
-    fi
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-    else
-        echo "dev.sh: missing system packages: sudo apt-get install ${missing[*]}" >&2
-        exit 1
-    fi
+mypy_path() {
+    # mypy cannot follow the editable install's import hook: give it the installed names
+    # (clonusd.daemon, clonusd.dsp) as links to the folders (pyproject: mypy_path).
+    mkdir -p build/mypy-path/clonusd
+    ln -sfn ../../../daemon build/mypy-path/clonusd/daemon
+    ln -sfn ../../../dsp build/mypy-path/clonusd/dsp
 }
+
+# -- the commands --------------------------------------------------------------------------
 
 demo() {
     # A simulated ankle band -> clonusd -> a private Mosquitto on a free port -> the monitor.
+    # Its files stay in build/demo (emptied at the next demo), so the log can be read after.
     # Not local: the EXIT trap needs them after this function returns.
-    work=$(mktemp -d)
+    work=build/demo
+    rm -rf "$work"
+    mkdir -p "$work"
+    work=$(cd "$work" && pwd)
     port=$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
     mosq=$(command -v mosquitto || echo /usr/sbin/mosquitto)
     printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n' "$port" >"$work/mosquitto.conf"
+    step "starting a private Mosquitto on 127.0.0.1:$port"
     "$mosq" -c "$work/mosquitto.conf" >"$work/mosquitto.log" 2>&1 &
     mosq_pid=$!
     sed -e "s/^port = 1883/port = $port/" -e "s#^state_dir = .*#state_dir = \"$work/state\"#" \
         config/demo.toml >"$work/demo.toml"
     "$VENV/bin/clonusd" run --config "$work/demo.toml" 2>"$work/daemon.log" &
     daemon_pid=$!
-    trap 'kill $daemon_pid 2>/dev/null; wait $daemon_pid 2>/dev/null; kill $mosq_pid 2>/dev/null; rm -rf "$work"' EXIT
+    trap 'kill $daemon_pid 2>/dev/null; wait $daemon_pid 2>/dev/null; kill $mosq_pid 2>/dev/null; echo "demo: the daemon log is kept in $work/daemon.log" >&2' EXIT
     echo "demo: simulated ankle band (synthetic signal, not a patient) -> clonusd -> mosquitto :$port" >&2
+    echo "demo: episodes of 4, 18, 5 and 30 beats at 4, 10, 24 and 32 s (config/demo.toml)" >&2
     echo "demo: daemon log in $work/daemon.log; Ctrl-C to stop (ends by itself after ${DEMO_SECONDS:-60} s)" >&2
     "$VENV/bin/clonusd" monitor --broker "127.0.0.1:$port" --duration "${DEMO_SECONDS:-60}"
 }
 
 case "${1:-}" in
     demo)
-        ensure_venv test
         ensure_system_packages demo
+        ensure_venv test
         demo
         ;;
     replay)
+        ensure_system_packages replay
         ensure_venv test
         echo "Replaying the shipped recording (synthetic data, not a patient):" >&2
         "$VENV/bin/clonusd" replay daemon/examples/ankle-imu6-demo.csv
         ;;
     test)
-        ensure_venv dev
         ensure_system_packages test
-        # mypy cannot follow the editable install's import hook: give it the installed
-        # names (clonusd.daemon, clonusd.dsp) as links to the folders (pyproject: mypy_path).
-        mkdir -p build/mypy-path/clonusd
-        ln -sfn ../../../daemon build/mypy-path/clonusd/daemon
-        ln -sfn ../../../dsp build/mypy-path/clonusd/dsp
+        ensure_venv dev
+        mypy_path
+        step "ruff"
         "$VENV/bin/ruff" check .
+        "$VENV/bin/ruff" format --check .
+        step "mypy (strict)"
         "$VENV/bin/mypy"
+        step "pytest"
         "$VENV/bin/python" -m pytest -q
         ;;
     *)

@@ -13,9 +13,19 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import paho.mqtt.client as mqtt
+
+
+def wait_for(pred: Callable[[], bool], timeout: float = 30.0) -> bool:
+    """Poll `pred` until it holds or `timeout` passes; its last answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()
 
 
 def free_port() -> int:
@@ -58,11 +68,15 @@ class Mosquitto:
 
 
 class Subscriber:
-    """Collects every message under a topic filter, with arrival times."""
+    """Collects every message under a topic filter, with arrival times. Like `Daemon`,
+    every one is recorded and closed at teardown."""
+
+    opened: ClassVar[list[Subscriber]] = []
 
     def __init__(
         self, port: int, topic: str = "clonusd/#", auth: tuple[str, str] | None = None
     ) -> None:
+        Subscriber.opened.append(self)
         self.messages: list[tuple[float, str, Any, bool]] = []
         self._lock = threading.Lock()
         self.client = mqtt.Client(
@@ -102,16 +116,16 @@ class Subscriber:
         return [p.get("reason", "") for p in self.on("/availability") if isinstance(p, dict)]
 
     def wait_for(self, pred: Callable[[], bool], timeout: float = 30.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if pred():
-                return True
-            time.sleep(0.05)
-        return pred()
+        return wait_for(pred, timeout)
 
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+
+    @classmethod
+    def reap(cls) -> None:
+        while cls.opened:
+            cls.opened.pop().close()
 
 
 def write_config(
@@ -148,6 +162,12 @@ side = "left"
 
 
 class Daemon:
+    """`clonusd run` as a separate process. Every one started is recorded, so that the
+    test's teardown (`reap()`, called by an autouse fixture in conftest) ends it whatever
+    the test's outcome: a failed assertion must not leave a daemon running."""
+
+    started: ClassVar[list[Daemon]] = []
+
     def __init__(
         self,
         config: Path,
@@ -161,6 +181,15 @@ class Daemon:
         self.wrapper = wrapper or []  # e.g. setpriv to run as another user
         self.proc: subprocess.Popen[str] | None = None
         self.log = config.with_suffix(".log")
+
+    @classmethod
+    def reap(cls) -> None:
+        """Kill every daemon a test started and did not stop."""
+        while cls.started:
+            d = cls.started.pop()
+            if d.proc is not None and d.proc.poll() is None:
+                d.proc.kill()
+                d.proc.wait()
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
@@ -180,6 +209,7 @@ class Daemon:
             text=True,
             env=self.env,
         )
+        Daemon.started.append(self)
 
     def wait(self, timeout: float) -> int:
         assert self.proc is not None

@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DEV = ROOT.parent / "shared" / "recordings" / "dev"
+# The project's shared material (recordings, generator, protocol notes) sits beside the
+# repository as ../shared, or wherever CLONUSD_SHARED points.
+SHARED = Path(os.environ.get("CLONUSD_SHARED", ROOT.parent / "shared"))
+DEV = SHARED / "recordings" / "dev"
 EXAMPLE = ROOT / "daemon" / "examples" / "ankle-imu6-demo.csv"
 
 
@@ -31,8 +34,21 @@ def clonusd(
 @pytest.fixture(scope="session")
 def dev_dir() -> Path:
     if not DEV.is_dir():
-        pytest.fail(f"development recordings not found at {DEV} (shared/ must sit beside the repo)")
+        pytest.fail(
+            f"development recordings not found at {DEV}: put shared/ beside the "
+            "repository as ../shared, or set CLONUSD_SHARED"
+        )
     return DEV
+
+
+@pytest.fixture(autouse=True)
+def _end_processes():  # type: ignore[no-untyped-def]
+    """Every daemon and subscriber a test started ends with the test, pass or fail."""
+    yield
+    from broker import Daemon, Subscriber
+
+    Daemon.reap()
+    Subscriber.reap()
 
 
 @pytest.fixture

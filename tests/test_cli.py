@@ -24,7 +24,7 @@ def test_replay_prints_one_json_event_per_line() -> None:
         assert end["episode"] == onset["episode"]
         assert abs(end["beats"] - lab["beats"]) <= 1
         assert abs(end["frequency_hz"] - lab["frequency_hz"]) < 0.5
-        for key in ("amplitude", "regularity", "confidence", "duration_s", "site", "sensor"):
+        for key in ("amplitude", "regularity", "duration_s", "site", "sensor"):
             assert key in end
     updates = [e for e in events if e["event"] == "clonus.update"]
     assert updates and all(u["episode"] in {o["episode"] for o in onsets} for u in updates)
@@ -96,13 +96,65 @@ def test_bad_sample_rate_is_rejected() -> None:
 def test_evaluate_scores_a_folder(tmp_path: Path) -> None:
     shutil.copy(EXAMPLE, tmp_path / "a.csv")
     shutil.copy(EXAMPLE.with_suffix(".json"), tmp_path / "a.json")
-    proc = clonusd("evaluate", str(tmp_path))
+    proc = clonusd("evaluate", str(tmp_path), "--json")
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["recordings"] == 1
     assert summary["sensitivity"] == 1.0
     assert summary["unsustained_rejected"] == 1.0
     assert summary["false_alarms"] == 0
+    imu6 = summary["by_sensor"]["imu6"]
+    assert imu6["sensitivity"] == 1.0
+    low, high = imu6["ci95"]["sensitivity"]
+    assert low < 1.0 == high  # one episode proves little: the interval says so
+    assert summary["false_alarms_by_confounder"]["quiet"]["false_alarms"] == 0
+
+
+def test_evaluate_prints_a_table_with_intervals_and_reads_subfolders(tmp_path: Path) -> None:
+    seed = tmp_path / "seed1"
+    seed.mkdir()
+    shutil.copy(EXAMPLE, seed / "a.csv")
+    shutil.copy(EXAMPLE.with_suffix(".json"), seed / "a.json")
+    proc = clonusd("evaluate", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    row = next(line for line in lines if line.startswith("sensitivity"))
+    assert "1 [" in row and "target >= 0.99" in row
+    assert any("1 rec" in line for line in lines)
+
+
+def test_evaluate_report_writes_a_picture_per_case(tmp_path: Path) -> None:
+    import matplotlib  # noqa: F401  (the [report] extra, part of [dev]: never skipped)
+
+    data = tmp_path / "data"
+    data.mkdir()
+    meta = json.loads(EXAMPLE.with_suffix(".json").read_text())
+    # Drop the labels: every onset the detector raises is then a false alarm to review.
+    onsets = sum(lab["sustained"] for lab in meta["labels"])
+    meta["labels"] = []
+    shutil.copy(EXAMPLE, data / "a.csv")
+    (data / "a.json").write_text(json.dumps(meta))
+    out = tmp_path / "report"
+    proc = clonusd("evaluate", str(data), "--report", str(out))
+    assert proc.returncode == 0, proc.stderr
+    pngs = sorted(out.glob("*.png"))
+    assert len(pngs) == onsets > 0
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    index = (out / "index.html").read_text()
+    assert all(p.name in index for p in pngs)
+
+
+def test_evaluate_report_without_matplotlib_is_a_one_line_error(tmp_path: Path) -> None:
+    import os
+
+    fake = tmp_path / "nompl" / "matplotlib"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('no matplotlib here')\n")
+    env = {**os.environ, "PYTHONPATH": str(fake.parent)}
+    proc = clonusd("evaluate", str(tmp_path), "--report", str(tmp_path / "r"), env=env)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "clonusd[report]" in lines[0], proc.stderr
 
 
 def test_scan_without_a_system_bus_is_a_one_line_error() -> None:

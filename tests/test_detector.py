@@ -110,7 +110,8 @@ def test_onset_comes_after_the_sixth_contraction_with_its_figures(dev_dir: Path)
     assert onset.beats == 6 and end.event == "clonus.end" and end.episode == onset.episode
     assert abs(end.beats - lab["beats"]) <= 1
     assert abs(end.frequency_hz - lab["frequency_hz"]) < 0.5
-    assert 0.0 < end.regularity <= 1.0 and 0.0 <= end.confidence <= 1.0
+    assert 0.0 < end.regularity <= 1.0
+    assert "confidence" not in end.to_dict()  # dropped: it was not calibrated
 
 
 @pytest.mark.parametrize(("name", "onset_s"), [("imu-knee-013", 16.5), ("imu-knee-013", 96.8)])
@@ -186,6 +187,34 @@ def test_a_long_episode_that_stumbles_raises_one_alarm(dev_dir: Path) -> None:
     assert len(_onsets(_run(make_detector(rec), t, x))) == 1
 
 
+def test_a_long_episode_that_stumbles_is_counted_whole(dev_dir: Path) -> None:
+    """The end event of an episode whose rhythm broke and resumed within the re-arm time
+    counts both parts (it counted 10 of these 45 beats when the break ended it), and the
+    parts make one episode: one onset, one end."""
+    rec = load_recording(dev_dir / "imu-knee-013.csv")
+    lab = next(lab for lab in rec.meta["labels"] if abs(lab["onset_s"] - 46.0) < 0.2)
+    t, x = _slice(rec, lab["onset_s"] - 3.0, lab["end_s"] + 2.0)
+    events = _run(make_detector(rec), t, x)
+    (onset,) = _onsets(events)
+    (end,) = [e for e in events if e.event == "clonus.end"]
+    assert end.episode == onset.episode
+    assert abs(end.beats - lab["beats"]) <= 1
+    assert end.onset_t == pytest.approx(onset.onset_t)
+    assert end.t >= end.last_beat_t + 1.0  # held for the re-arm time before it ended
+
+
+def test_rhythm_resuming_after_the_re_arm_time_is_a_new_episode() -> None:
+    """Two 8-beat episodes 1.5 s apart are two alarms and two ends, not one."""
+    t1, x1, _ = clonus_band("imu6", 8, seed=4, tail_s=1.5)
+    t2, x2, _ = clonus_band("imu6", 8, seed=4, lead_s=0.2)
+    t = np.concatenate([t1, t2 + t1[-1] + 1 / 200.0])
+    x = np.concatenate([x1, x2])
+    events = _run(ClonusDetector("imu6", site_params("ankle"), 200.0), t, x)
+    ends = [e for e in events if e.event == "clonus.end"]
+    assert len(_onsets(events)) == 2 and len(ends) == 2
+    assert all(abs(e.beats - 8) <= 1 for e in ends)
+
+
 def test_an_emg_burst_a_third_smaller_than_the_one_before_is_still_a_beat(
     dev_dir: Path,
 ) -> None:
@@ -242,8 +271,9 @@ def test_no_alarm_on_walking_knocks_tonic_contraction_tapping_or_vibration(
 def test_tremor_alarms_stay_at_or_below_measured_level(confounder_alarms: dict[str, int]) -> None:
     """Known limitation: tremor with an uneven swing (and EMG tremor) is not separable
     from spontaneous clonus by rhythm and shape alone; this guards the measured level
-    (3 of 9 tremor spells) from getting worse."""
-    assert confounder_alarms["tremor"] <= 3
+    (2 of 9 tremor spells since the sine line moved to 0.005; 3 before) from getting
+    worse."""
+    assert confounder_alarms["tremor"] <= 2
 
 
 def test_an_even_sine_swing_is_not_clonus_but_the_same_rhythm_with_a_quick_phase_is() -> None:
@@ -367,3 +397,78 @@ def test_small_calls_are_held_until_enough_arrive_and_flush_runs_them() -> None:
     det.process(np.array([1.0]), np.zeros((1, 6)))
     det.flush()
     assert det.stats.samples == hold
+
+
+# -- EMG: reflex bursts rest in between ----------------------------------------------------
+
+
+def _emg_train(rest: float, beats: int = 10, f: float = 7.0, seed: int = 0) -> tuple[Any, Any]:
+    """Surface EMG at 1 kHz: `beats` 30 ms bursts at `f` Hz on band-limited noise, with the
+    muscle kept active at `rest` of the burst amplitude in between (0: silent periods,
+    reflex-like; 0.7: cyclic voluntary effort that never lets go)."""
+    from scipy import signal
+
+    fs = 1000.0
+    rng = np.random.default_rng(seed)
+    t = np.arange(int((4.0 + beats / f) * fs)) / fs
+    sos = signal.butter(4, [30, 250], btype="band", fs=fs, output="sos")
+    carrier = signal.sosfilt(sos, rng.standard_normal(t.size))
+    carrier /= carrier.std()
+    bursts = sum(np.exp(-0.5 * ((t - 2.0 - (k + 0.5) / f) / 0.03) ** 2) for k in range(beats))
+    active = (t >= 2.0) & (t < 2.0 + beats / f)
+    env = np.where(active, rest + (1 - rest) * bursts, bursts)
+    x = 0.5 * env * carrier + 0.01 * rng.standard_normal(t.size)
+    return t, x[:, None]
+
+
+@pytest.mark.parametrize("rest", [0.6, 0.7])
+def test_emg_that_never_rests_between_bursts_is_not_clonus(rest: float) -> None:
+    """Cyclic voluntary effort (or tonic drive) keeps the envelope up between bursts;
+    reflex clonus bursts are short with silent periods after them. Without the check this
+    train alarms."""
+    t, x = _emg_train(rest)
+    params = site_params("wrist")
+    unchecked = ClonusDetector("emg", params.with_overrides(max_envelope_floor=1.0), 1000.0)
+    (onset,) = _onsets(_run(unchecked, t, x))
+    assert onset.extra["envelope_floor"] > params.max_envelope_floor
+    assert not _onsets(_run(ClonusDetector("emg", params, 1000.0), t, x))
+
+
+def test_emg_bursts_with_silent_periods_between_are_clonus() -> None:
+    t, x = _emg_train(0.0)
+    (onset,) = _onsets(_run(ClonusDetector("emg", site_params("wrist"), 1000.0), t, x))
+    assert onset.extra["envelope_floor"] < 0.05
+
+
+# -- motion: clonus is a small oscillation ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sensor", "shaken", "clonic"), [("acc3", 600.0, 300.0), ("imu6", 900.0, 400.0)]
+)
+def test_a_limb_shaken_hard_is_not_clonus_but_large_clonus_still_is(
+    sensor: str, shaken: float, clonic: float
+) -> None:
+    """19 cycles at 4.5 Hz with a quick phase, after a stretch: at 600 deg/s (3 g at the
+    band, 3.9 cm of travel; 29 deg for a gyroscope at 900 deg/s) it is voluntary shaking,
+    at half of that it is still clonus."""
+    params = site_params("wrist")
+    unchecked = params.with_overrides(max_excursion={"gyr": np.inf, "acc": np.inf})
+    t, x, _ = clonus_band(sensor, 19, freq=4.5, amp=shaken, seed=2)
+    assert _onsets(_run(ClonusDetector(sensor, unchecked, 200.0), t, x))
+    assert not _onsets(_run(ClonusDetector(sensor, params, 200.0), t, x))
+    t, x, _ = clonus_band(sensor, 19, freq=4.5, amp=clonic, seed=2)
+    assert len(_onsets(_run(ClonusDetector(sensor, params, 200.0), t, x))) == 1
+
+
+def test_the_first_emg_burst_counts_though_the_band_pass_shrinks_it() -> None:
+    """From rest the clonus band-pass passes the first burst at a fraction of its size;
+    it was taken for lead-in, and 6-burst trains at 7 Hz were counted as 5 (3 of these 6
+    missed). Five bursts still raise nothing."""
+    params = site_params("ankle")
+    for seed in range(6):
+        t, x = _emg_train(0.0, beats=6, f=7.0, seed=seed)
+        (onset,) = _onsets(_run(ClonusDetector("emg", params, 1000.0), t, x))
+        assert onset.beats == 6
+        t, x = _emg_train(0.0, beats=5, f=7.0, seed=seed)
+        assert not _onsets(_run(ClonusDetector("emg", params, 1000.0), t, x))

@@ -196,8 +196,7 @@ class Board:
             if ss.get("clonus"):
                 lines.append(
                     f"  {RED}  SUSTAINED CLONUS  {_num(ss.get('beats'), 'd')} beats at "
-                    f"{_num(ss.get('frequency_hz'))} Hz  "
-                    f"(confidence {_num(ss.get('confidence'), '.2f')})  {RESET}"
+                    f"{_num(ss.get('frequency_hz'))} Hz  {RESET}"
                 )
             else:
                 lines.append("  no clonus")

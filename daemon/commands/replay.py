@@ -18,14 +18,29 @@ def make_detector(rec: Recording, threshold_beats: int | None = None) -> ClonusD
 
 
 def replay_events(
-    rec: Recording, threshold_beats: int | None = None, chunk: int | None = None
+    rec: Recording,
+    threshold_beats: int | None = None,
+    chunk: int | None = None,
+    beat_times: bool = False,
 ) -> Iterator[dict[str, Any]]:
-    """Event payloads for `rec`, in order; `chunk` feeds that many samples per call."""
+    """Event payloads for `rec`, in order; `chunk` feeds that many samples per call.
+
+    `beat_times` adds each event's counted beats (`beat_times_s`), and a `review.chain`
+    item for each chain of beats that ended without an episode, for review pictures."""
     det = make_detector(rec, threshold_beats)
+    det.episodes.report_beats = beat_times
     step = chunk or rec.t.size
     base = {"sensor": rec.sensor, "site": rec.site, "side": rec.side}
+
+    def unreported() -> Iterator[dict[str, Any]]:
+        for times in det.episodes.unreported:
+            yield {"event": "review.chain", "beats": len(times), "beat_times_s": times, **base}
+        det.episodes.unreported.clear()
+
     for start in range(0, rec.t.size, step):
         for ev in det.process(rec.t[start : start + step], rec.x[start : start + step]):
             yield {**ev.to_dict(), **base}
+        yield from unreported()
     for ev in det.flush():
         yield {**ev.to_dict(), **base}
+    yield from unreported()

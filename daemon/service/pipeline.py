@@ -210,7 +210,6 @@ class SensorPipeline:
                 "frequency_hz",
                 "amplitude",
                 "amplitude_unit",
-                "confidence",
                 "onset_t",
                 "t",
             ):
