@@ -316,13 +316,18 @@ class SensorConfig(_Strict):
         return params.with_overrides(**changes) if changes else params
 
 
-def _default_daemon_id() -> str:
-    name = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:64]
+DAEMON_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+
+
+def default_daemon_id() -> str:
+    """The host name, made topic-safe (one daemon per host is the usual install)."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:64].strip("-.")
     return name or "clonusd"
 
 
 class DaemonConfig(_Strict):
-    id: str = Field(default_factory=_default_daemon_id, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    # Names this daemon in topics and payloads (`{prefix}/daemon/{id}/availability`).
+    id: str = Field(default_factory=default_daemon_id, pattern=DAEMON_ID_PATTERN)
     state_dir: Path = Path("/var/lib/clonusd")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

@@ -489,7 +489,8 @@ def test_a_daemon_held_up_by_the_machine_raises_no_false_stall(
     broker: Mosquitto, tmp_path: Path, daemons: list[Daemon]
 ) -> None:
     """SIGSTOP for 5 s (longer than stall_after_s), then SIGCONT: the samples the band
-    made meanwhile are only late, and no stall may be declared for them."""
+    made meanwhile are only late, and no stall may be declared for them; the daemon
+    says the loop was held up."""
     sub = Subscriber(broker.port)
     cfg = write_config(tmp_path / "c.toml", broker.port, tmp_path / "state", [])
     d = Daemon(cfg, 2.0)
@@ -497,7 +498,7 @@ def test_a_daemon_held_up_by_the_machine_raises_no_false_stall(
     d.start()
     assert sub.wait_for(lambda: any(s.get("rate_hz") for s in sub.on("/status")), 30), d.logs()
     assert d.proc is not None
-    for _ in range(2):
+    for _ in range(1):
         d.proc.send_signal(signal.SIGSTOP)
         time.sleep(5.0)
         d.proc.send_signal(signal.SIGCONT)
@@ -555,7 +556,7 @@ def test_a_daemon_short_of_cpu_raises_no_false_stall(
     daemons.append(d)
     d.start()
     assert sub.wait_for(lambda: len(sub.on("/status")) >= 4, 30), d.logs()
-    sub.wait_for(lambda: False, 20.0)
+    sub.wait_for(lambda: False, 12.0)
     assert d.terminate() == 0
     stalls = _daemon_events(sub, "sensor.stall")
     assert not stalls, [(s["bed"], s["sensor"]) for s in stalls]
@@ -614,7 +615,7 @@ def test_a_frozen_broker_is_reported_and_loses_nothing(
     assert broker.proc is not None
     broker.proc.send_signal(signal.SIGSTOP)
     try:
-        time.sleep(25.0)  # the episode happens meanwhile; the client times out
+        time.sleep(16.0)  # the episode happens meanwhile; keepalive and connect time out
     finally:
         broker.proc.send_signal(signal.SIGCONT)
     assert sub.wait_for(lambda: bool(_clonus(sub, "clonus.end")), 40), d.logs()

@@ -131,7 +131,7 @@ class Publisher:
         self.cfg = cfg
         self.outbox = outbox
         self.daemon_id = daemon_id
-        self.client_id = client_id or f"clonusd-{daemon_id}"
+        self.client_id = client_id or topics.default_client_id(daemon_id)
         self.password = password
         self.availability_topic = topics.availability(cfg.topic_prefix, daemon_id)
         self.daemon_event_topic = topics.daemon_event(cfg.topic_prefix, daemon_id)
@@ -257,7 +257,7 @@ class Publisher:
                     await self._publish_retained(
                         client,
                         self.availability_topic,
-                        topics.availability_payload(self.daemon_id, "offline", self.offline_reason),
+                        _availability(self.daemon_id, False, self.offline_reason),
                     )
                     log.info("mqtt_offline_published", reason=self.offline_reason)
                     return
@@ -282,7 +282,7 @@ class Publisher:
         await self._publish_retained(
             client,
             self.availability_topic,
-            topics.availability_payload(self.daemon_id, "online", "running"),
+            _availability(self.daemon_id, True, "connected"),
         )
         self._dirty = set(self._retained)
         for r in self._refused.values():
@@ -391,6 +391,10 @@ class Publisher:
             )
 
 
+def _availability(daemon_id: str, online: bool, reason: str) -> str:
+    return json.dumps(topics.availability_payload(daemon_id, online, reason))
+
+
 def make_client(cfg: MqttConfig, daemon_id: str, client_id: str, password: str | None) -> _Client:
     """An MQTT 5 client whose last will marks this daemon offline ("connection_lost").
 
@@ -424,7 +428,7 @@ def make_client(cfg: MqttConfig, daemon_id: str, client_id: str, password: str |
             tls_params=tls,
             will=aiomqtt.Will(
                 topics.availability(cfg.topic_prefix, daemon_id),
-                topics.availability_payload(daemon_id, "offline", "connection_lost"),
+                _availability(daemon_id, False, "connection_lost"),
                 qos=1,
                 retain=True,
             ),
@@ -462,7 +466,7 @@ async def announce_failure(
             await c.publish_checked(topic, json.dumps(payload))
             await c.publish_checked(
                 topics.availability(cfg.topic_prefix, daemon_id),
-                topics.availability_payload(daemon_id, "offline", reason),
+                _availability(daemon_id, False, reason),
                 retain=True,
             )
         return True

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-import json
+from typing import Any
 
 SCHEMA = "clonusd/2"
 
@@ -18,8 +18,20 @@ def availability(prefix: str, daemon: str) -> str:
     return f"{prefix}/daemon/{daemon}/availability"
 
 
-def availability_payload(daemon: str, state: str, reason: str) -> str:
-    return json.dumps({"schema": SCHEMA, "daemon": daemon, "state": state, "reason": reason})
+def availability_payload(daemon_id: str, online: bool, reason: str) -> dict[str, Any]:
+    """`reason`: "connected" when online; offline: "shutdown" (clean stop),
+    "connection_lost" (the last will) or why the daemon stopped ("storage_failed", ...)."""
+    return {
+        "schema": SCHEMA,
+        "daemon": daemon_id,
+        "state": "online" if online else "offline",
+        "reason": reason,
+    }
+
+
+def default_client_id(daemon_id: str) -> str:
+    """Unique per daemon, so two daemons on one broker never take each other's session."""
+    return f"clonusd-{daemon_id}"
 
 
 def daemon_event(prefix: str, daemon: str) -> str:

@@ -184,11 +184,19 @@ class SensorPipeline:
     async def _store(
         self, payload: dict[str, Any], episode: tuple[str, int, bool] | None = None
     ) -> None:
-        """Store an event; while the outbox write (an fsync, seconds on a busy disk) is
-        under way the pipeline takes no samples, and that is no stall of the band."""
+        """Store an event, even if this pipeline is being cancelled (a SIGTERM): the
+        pipeline ends only once the event is stored. While the outbox write (an fsync,
+        seconds on a busy disk) is under way the pipeline takes no samples, and that is
+        no stall of the band."""
         self._storing = True
+        put = asyncio.ensure_future(
+            self.publisher.publish_event(self.event_topic, payload, episode)
+        )
         try:
-            await self.publisher.publish_event(self.event_topic, payload, episode)
+            await asyncio.shield(put)
+        except asyncio.CancelledError:
+            await put
+            raise
         finally:
             self._storing = False
             self._stall_origin = time.monotonic()
