@@ -48,8 +48,9 @@ ensure_system_packages() {
         missing=()
         have dbus-daemon || missing+=(dbus-daemon)
         have systemd-analyze || missing+=(systemd)
+        have openssl || missing+=(openssl)
         if [ ${#missing[@]} -gt 0 ]; then
-            apt_install "the fake BlueZ's private bus, and systemd-analyze for the unit" "${missing[@]}"
+            apt_install "the fake BlueZ's private bus, systemd-analyze for the unit, openssl for a test CA" "${missing[@]}"
         fi
     fi
 }
