@@ -215,6 +215,11 @@ class Publisher:
         self.technical_alarm("daemon.storage_failed", reason)
         self.failed.set()
 
+    @property
+    def unstored(self) -> int:
+        """Messages held only in memory (the outbox could not take them)."""
+        return len(self._direct)
+
     def health(self) -> tuple[bool, str]:
         """(fit to feed the watchdog, what to tell systemd's STATUS=)."""
         now = time.monotonic()

@@ -129,10 +129,15 @@ async def run_service(cfg: Config, speed: float = 1.0) -> int:
             await p.finish()  # an episode in progress ends, and its end is stored
         publisher_stop.set()
         if not pub_task.done():
+            # Events the outbox could not take exist only in memory: wait longer for the
+            # broker (within systemd's 15 s watchdog), and say how many are lost if not.
+            wait_s = 10.0 if publisher.unstored else 5.0
             try:
-                await asyncio.wait_for(pub_task, timeout=5.0)
+                await asyncio.wait_for(pub_task, timeout=wait_s)
             except TimeoutError:
                 log.warning("shutdown_unpublished", pending=len(outbox))
+                if publisher.unstored:
+                    log.error("events_lost", unstored=publisher.unstored)
                 pub_task.cancel()
                 await asyncio.gather(pub_task, return_exceptions=True)
             except Exception as exc:
