@@ -91,7 +91,8 @@ async def run_service(cfg: Config, speed: float = 1.0) -> int:
     health_task = asyncio.create_task(
         _health(pipelines, publisher, outbox, stop, started), name="health"
     )
-    failed: str | None = None
+    failed: str | None = None  # the offline reason: storage_failed or task_failed
+    failed_task = ""
     try:
         # Run until asked to stop. A source that ends (a replay without `loop`) leaves its
         # sensor idle; any other task that ends, or a storage failure, stops the daemon.
@@ -110,17 +111,18 @@ async def run_service(cfg: Config, speed: float = 1.0) -> int:
                 if error is None and task in pipe_tasks:
                     continue  # its source ended
                 log.error("task_failed", task=task.get_name(), error=repr(error))
-                failed = f"{task.get_name()}_failed"
+                failed = "task_failed"
+                failed_task = f"task {task.get_name()} failed: {error!r}"[:300]
         stop_task.cancel()
         fail_task.cancel()
     finally:
         notify("STOPPING=1")
         if failed is not None:
-            why = f"storage failed: {publisher.failure}" if publisher.failure else failed
+            why = f"storage failed: {publisher.failure}" if publisher.failure else failed_task
             notify(f"STATUS=stopping, {why}")
             if publisher.failure is None:
                 publisher.offline_reason = failed
-                publisher.technical_alarm("daemon.failed", f"{failed}; the daemon restarts")
+                publisher.technical_alarm("daemon.failed", f"{failed_task}; the daemon restarts")
         health_task.cancel()
         for task in pipe_tasks:
             task.cancel()
@@ -142,7 +144,7 @@ async def run_service(cfg: Config, speed: float = 1.0) -> int:
                 await asyncio.gather(pub_task, return_exceptions=True)
             except Exception as exc:
                 log.error("task_failed", task="mqtt", error=repr(exc))
-                failed = failed or "mqtt_failed"
+                failed = failed or "task_failed"
         log.info("stopped", pending_events=len(outbox), failure=failed)
         outbox.close()
     return 1 if failed else 0
