@@ -86,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit after this many seconds (default: run until Ctrl-C)",
     )
 
+    web = sub.add_parser("web", help="central station: the ward's alarms in a browser")
+    web.add_argument("--broker", default="localhost:1883", help="HOST[:PORT] of the broker")
+    web.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT to serve on")
+    web.add_argument("--prefix", default="clonusd", help="topic prefix (default clonusd)")
+    web.add_argument("--token-file", type=Path, help="file holding the access token")
+
     ev = sub.add_parser("evaluate", help="score the detector on a folder of labelled recordings")
     ev.add_argument("directory", type=Path)
     ev.add_argument("--threshold", type=int, default=None)
@@ -182,6 +188,39 @@ def _monitor(args: argparse.Namespace) -> int:
         return 0
 
 
+def _host_port(text: str, default_port: int, flag: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":") if ":" in text else (text, "", "")
+    try:
+        return host.strip("[]") or "127.0.0.1", int(port or default_port)
+    except ValueError:
+        raise CliError(f"{flag} {text!r}: port is not a number") from None
+
+
+def _web(args: argparse.Namespace) -> int:
+    import asyncio
+
+    try:
+        from clonusd.daemon.web.server import is_loopback, read_token, run_web
+    except ImportError as exc:
+        raise CliError(
+            f"clonusd web needs the [web] extra: pip install 'clonusd[web]' ({exc})"
+        ) from None
+    broker = _host_port(args.broker, 1883, "--broker")
+    listen = _host_port(args.listen, 8080, "--listen")
+    token = None
+    if args.token_file is not None:
+        try:
+            token = read_token(args.token_file)
+        except (OSError, ValueError) as exc:
+            raise CliError(f"--token-file: {exc}") from None
+    elif not is_loopback(listen[0]):
+        raise CliError(f"--listen {args.listen}: serving beyond this host needs --token-file")
+    try:
+        return asyncio.run(run_web(*broker, *listen, args.prefix, token))
+    except OSError as exc:
+        raise CliError(f"--listen {args.listen}: {exc}") from None
+
+
 def _scan(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -195,9 +234,10 @@ def _scan(args: argparse.Namespace) -> int:
         raise CliError(f"Bluetooth: {exc}") from None
     except OSError as exc:  # no system D-Bus, or BlueZ not reachable on it
         raise CliError(f"Bluetooth: cannot reach BlueZ on the system D-Bus ({exc})") from None
-    print(f"{'address':17}  {'rssi':>4}  {'profile':10}  name")
+    print(f"{'address':17}  {'rssi':>4}  {'profile':10}  {'model':7}  name")
     for f in found:
-        print(f"{f.address:17}  {f.rssi:>4}  {f.profile or '-':10}  {f.name or ''}")
+        profile, model = f.profile or "-", f.model or "-"
+        print(f"{f.address:17}  {f.rssi:>4}  {profile:10}  {model:7}  {f.name or ''}")
     return 0
 
 
@@ -226,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         "check-config": _check_config,
         "monitor": _monitor,
         "scan": _scan,
+        "web": _web,
     }
     try:
         return commands[args.command](args)

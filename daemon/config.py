@@ -29,6 +29,7 @@ from clonusd.dsp.sites import SiteParams, site_params
 
 if TYPE_CHECKING:
     from clonusd.daemon.sources.ble.bands.generic import GenericParser
+    from clonusd.daemon.sources.ble.bands.polar import Model as PolarModel
 
 UUID_PATTERN = r"^[0-9A-Fa-f]{8}-([0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}$"
 
@@ -240,7 +241,7 @@ _ANY_HZ = tuple(range(1, 4001))
 # rates it accepts and the rate used when the config gives none.
 BLE_PROFILES: dict[str, dict[str, tuple[tuple[int, ...], int]]] = {
     "movesense": {"imu6": (_MOVESENSE_HZ, 104), "acc3": (_MOVESENSE_HZ, 104)},
-    "polar": {"acc3": (_POLAR_HZ, 100), "imu6": (_POLAR_HZ, 52)},  # H10 / Verity Sense
+    "polar": {"acc3": (_POLAR_HZ, 100), "imu6": (_POLAR_HZ, 52)},  # per model: bands/polar.py
     "thingy52": {"imu6": (tuple(range(5, 201)), 100)},
     "witmotion": {"imu6": ((10, 20, 50, 100, 200), 100)},
     "myo": {"emg": ((200,), 200), "imu6": ((50,), 50)},  # raw EMG, or its IMU
@@ -255,6 +256,7 @@ class BleSource(_Strict):
     name: str | None = None
     rate_hz: int | None = None  # the profile's default when not given
     sensor: Literal["imu6", "acc3", "emg"] | None = None  # polar: acc3 (H10) or imu6 (Verity)
+    model: Literal["h10", "verity"] | None = None  # polar: which band, if its name does not say
     scan_timeout_s: float = Field(10.0, gt=0, le=120)
     connect_timeout_s: float = Field(20.0, gt=0, le=120)
     generic: GenericBand | None = None
@@ -268,6 +270,13 @@ class BleSource(_Strict):
             raise ValueError(
                 f"the {self.profile} profile delivers {' or '.join(sensors)}, not {self.sensor}"
             )
+        if self.profile == "polar":
+            from clonusd.daemon.sources.ble.bands.polar import check_config
+
+            check_config(self.model, self.name, self.sensor, self.rate_hz)  # names the fix
+            return self
+        if self.model is not None:
+            raise ValueError(f'model is for profile "polar", not {self.profile!r}')
         if self.profile == "generic":
             if self.generic is None:
                 raise ValueError('profile "generic" needs a [sensors.source.generic] table')
@@ -287,6 +296,8 @@ class BleSource(_Strict):
 
     @property
     def rate(self) -> int:
+        if self.profile == "polar":
+            return self._polar()[2]
         if self.rate_hz is not None:
             return self.rate_hz
         return BLE_PROFILES[self.profile][self.sensor_kind][1]
@@ -295,7 +306,19 @@ class BleSource(_Strict):
     def sensor_kind(self) -> str:
         if self.generic is not None:
             return self.generic.sensor
+        if self.profile == "polar":
+            return self._polar()[1]
         return self.sensor or next(iter(BLE_PROFILES[self.profile]))
+
+    @property
+    def polar_model(self) -> str | None:
+        """Which Polar band ("h10", "verity"), from `model` or the name; None otherwise."""
+        return self._polar()[0].key if self.profile == "polar" else None
+
+    def _polar(self) -> tuple[PolarModel, str, int]:
+        from clonusd.daemon.sources.ble.bands.polar import check_config
+
+        return check_config(self.model, self.name, self.sensor, self.rate_hz)
 
 
 SourceConfig = Annotated[SimulatedSource | ReplaySource | BleSource, Field(discriminator="kind")]

@@ -49,10 +49,16 @@ class ClonusDetector:
     noise_k = 4.0  # lobe threshold in noise-floor RMS units
     floor_fraction = 0.35  # lobe threshold as a share of the onset amplitude floor
     max_fill_s = 0.5  # longer gaps are not interpolated
+    # A filled-in stretch at least this long may be why a rhythm stopped (it then ends as
+    # a signal gap, and does not hold off a fresh alarm once the signal is back).
+    min_gap_s = 0.1
+    # Beats before a gap up to this long count towards the threshold after it.
+    max_bridge_s = 1.2
     # Calls bringing fewer samples than this are held and run together: Python's cost per
     # call, not per sample, dominates 1-4 sample BLE notifications. Events are decided at
     # the same signal time, up to this much later by the wall clock.
     hold_s = 0.05
+    oscillation_s = 30.0  # band-passed signal kept for `oscillation`
 
     def __init__(
         self,
@@ -122,6 +128,8 @@ class ClonusDetector:
         self._hold = max(1, round(self.hold_s * self.fs))
         self._held: list[tuple[FloatArray, FloatArray]] = []
         self._held_n = 0
+        # The band-passed signal the beats are counted on, for event snippets (evidence).
+        self._osc = RingBuffer(round(self.oscillation_s * beat_fs), 1)
 
     # -- public --------------------------------------------------------------------------
 
@@ -141,9 +149,16 @@ class ClonusDetector:
             return []
         return self._release()
 
-    def force_end_now(self, reason: str) -> list[EpisodeEvent]:
-        """End any episode in progress, e.g. because the link to the band was lost."""
-        return self._release() + self.episodes.force_end(self._pos, reason=reason)
+    def oscillation(self, seconds: float) -> tuple[FloatArray, FloatArray]:
+        """The newest `seconds` (at most `oscillation_s`) of the band-passed signal the
+        beats are counted on, at the beat-stage rate: (signal times, values)."""
+        n = min(round(seconds * self.beat_fs), len(self._osc), len(self._times))
+        return self._times.latest(n)[:, 0], self._osc.latest(n)[:, 0]
+
+    def force_end_now(self, reason: str, gap: bool = False) -> list[EpisodeEvent]:
+        """End any episode in progress, e.g. because the link to the band was lost
+        (`gap=True`: see `EpisodeTracker.force_end`)."""
+        return self._release() + self.episodes.force_end(self._pos, reason=reason, gap=gap)
 
     def flush(self) -> list[EpisodeEvent]:
         """Run held samples and end any episode in progress (end of recording, shutdown)."""
@@ -167,24 +182,33 @@ class ClonusDetector:
             return events
         self.stats.samples += t.size
         self.recent.push(x)
-        for seg_t, seg_x, gap_before in self._segments(t, x):
-            if gap_before:
-                events += self.episodes.force_end(self._pos, reason="signal_gap")
+        for seg_t, seg_x, kind, gap_s in self._segments(t, x):
+            if kind == "gap":
+                bridge = gap_s <= self.max_bridge_s
+                events += self.episodes.force_end(self._pos, "signal_gap", gap=True, bridge=bridge)
                 self.frontend.reset()
                 self.lobes.reset()
+            if kind == "fill" and seg_t.size >= self.min_gap_s * self.fs:
+                # Set before the fill runs: the rhythm may be found stopped inside it.
+                fill_end = self._pos + round(seg_t.size * self.beat_fs / self.fs)
+                self.episodes.filled_until = fill_end
             events += self._run(seg_t, seg_x)
         return events
 
     # -- gaps ----------------------------------------------------------------------------
 
-    def _segments(self, t: FloatArray, x: FloatArray) -> list[tuple[FloatArray, FloatArray, bool]]:
-        """Split at lost packets: short gaps are filled linearly, long ones split."""
+    def _segments(
+        self, t: FloatArray, x: FloatArray
+    ) -> list[tuple[FloatArray, FloatArray, str, float]]:
+        """Split at lost packets: short gaps are filled linearly ("fill"), long ones split
+        ("gap", an empty segment before the samples after it, with the gap's length in
+        seconds); the rest is "data"."""
         prev_t = self._last_t
         all_t = t if prev_t is None else np.concatenate(([prev_t], t))
         steps = np.diff(all_t) * self.fs
         gap_idx = np.flatnonzero(steps >= 2.5)
         offset = 0 if prev_t is None else 1  # steps[i] precedes t[i + 1 - offset]
-        out: list[tuple[FloatArray, FloatArray, bool]] = []
+        out: list[tuple[FloatArray, FloatArray, str, float]] = []
         start = 0
         for g in gap_idx:
             i = int(g) + 1 - offset  # index in t of the first sample after the gap
@@ -192,19 +216,19 @@ class ClonusDetector:
             before_x = x[i - 1] if i > 0 else self._last_row
             missing = round(steps[g]) - 1
             if start < i:
-                out.append((t[start:i], x[start:i], False))
+                out.append((t[start:i], x[start:i], "data", 0.0))
             self.stats.gaps += 1
             if missing * 1.0 / self.fs > self.max_fill_s or before_x is None:
                 self.stats.long_gaps += 1
-                out.append((t[i:i], x[i:i], True))
+                out.append((t[i:i], x[i:i], "gap", float(t[i] - before_t)))
             else:
                 self.stats.missing_samples += missing
                 frac = np.arange(1, missing + 1) / (missing + 1)
                 fill_t = before_t + frac * (t[i] - before_t)
                 fill_x = before_x + frac[:, None] * (x[i] - before_x)
-                out.append((fill_t, fill_x, False))
+                out.append((fill_t, fill_x, "fill", 0.0))
             start = i
-        out.append((t[start:], x[start:], False))
+        out.append((t[start:], x[start:], "data", 0.0))
         self._last_t = float(t[-1])
         self._last_row = x[-1].copy()
         return out
@@ -221,6 +245,7 @@ class ClonusDetector:
         if n == 0:
             return []
         self._times.push(t[fe.index])
+        self._osc.push(fe.osc)
         events: list[EpisodeEvent] = []
         start = 0
         while start < n:
@@ -282,6 +307,6 @@ class ClonusDetector:
         held = len(self._times)
         back = self._times.total - pos
         if 1 <= back <= held:
-            return float(self._times.latest(back)[0, 0])
-        last = float(self._times.latest(1)[0, 0]) if held else 0.0
+            return float(self._times.back(back)[0])
+        last = float(self._times.back(1)[0]) if held else 0.0
         return last - (back - 1) / self.beat_fs

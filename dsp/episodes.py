@@ -34,8 +34,12 @@ class _Chain:
     # An episode resumed after a break (see `_Held`): the earlier parts' beats, the time
     # of the first beat, and whether a stretch set it off.
     carried_beats: int = 0
+    carried_times: tuple[float, ...] = ()  # those beats' times (EpisodeEvent.beat_times)
     first_t: float | None = None
     first_elicited: bool = False
+    bridged: bool = False  # its carried beats came before a signal gap (see `_Bank`)
+    follows: int | None = None  # the alarmed episode a gap ended, that this one goes on
+    bank_refused: bool = False  # the shape failed on the carried count: count alone now
 
 
 @dataclass
@@ -45,6 +49,20 @@ class _Held:
 
     end: EpisodeEvent
     last_pos: int  # start of the episode's last lobe
+
+
+@dataclass
+class _Bank:
+    """Beats of a rhythm that a gap in the signal broke off, carried to the chain that
+    continues it at the same rate just after the gap. Lost packets cut clonus into
+    pieces shorter than the threshold; the pieces together are the episode."""
+
+    beats: int  # towards the threshold
+    period: float  # same-sign period, beat-stage samples
+    onset_t: float | None  # first beat of the first piece (None: a new episode's own)
+    pos: int  # where the broken-off chain ended
+    reported: int  # beats the episode's figures include (none from an alarmed episode)
+    follows: int | None = None  # the alarmed episode the gap ended
 
 
 class EpisodeTracker:
@@ -120,6 +138,11 @@ class EpisodeTracker:
         self._rhythm_end = -(10**9)  # last lobe of the last chain as long as an episode
         self._next_episode = 1
         self._held: _Held | None = None
+        # Set by the detector: the position after the last stretch of samples it filled in
+        # over lost packets. A rhythm that stops there stopped for want of signal.
+        self.filled_until = -1
+        self._bank: _Bank | None = None
+        self.bridge_window = round(1.5 * fs)  # a piece must start this soon after the last
         # Events carry the times of the beats they counted (offline review, not the live path).
         self.report_beats = False
         # With report_beats: beat times of chains that ended without an episode, for review.
@@ -224,9 +247,57 @@ class EpisodeTracker:
         self._held = None
         return [replace(held.end, t=self.to_time(pos))]
 
-    def force_end(self, pos: int, reason: str) -> list[EpisodeEvent]:
-        """End whatever is in progress now (signal lost, shutdown)."""
-        return self._release_held(pos, now=True) + self._finish(pos, reason=reason)
+    def force_end(
+        self, pos: int, reason: str, gap: bool = False, bridge: bool = True
+    ) -> list[EpisodeEvent]:
+        """End whatever is in progress now (signal lost, shutdown).
+
+        `gap`: the signal broke off (samples or the link lost), so nobody knows whether
+        the rhythm went on. An episode that was alarmed and ended this way does not hold
+        off the next one (the `rearm_s` rest rule): clonus that goes on after the gap is
+        alarmed afresh as soon as its count passes the threshold again; when the gap was
+        short (`bridge`), the beats before it count towards that threshold (`_Bank`), if
+        the rhythm after it runs at the same rate."""
+        return self._release_held(pos, now=True) + self._finish(
+            pos, reason=reason, gap=gap, bridge=bridge
+        )
+
+    def _bank_of_chain(self, pos: int) -> _Bank | None:
+        """What the chain a gap broke off carries on (see `_Bank`)."""
+        if not self.chain.lobes:
+            return self._bank  # nothing in progress: an earlier piece's beats still wait
+        core = self._core()
+        periods = self._periods(core)
+        beats = len(self._beat_lobes(core))
+        if self.sustained:
+            # Alarmed already: the rest is a new episode, alarmed once the rhythm is seen
+            # to go on (two beats), not after a whole new count.
+            if not periods.size:
+                return None
+            follows = self.chain.episode
+            return _Bank(self.p.threshold_beats - 1, median(periods), None, pos, 0, follows)
+        if beats == 0 or beats > self.p.threshold_beats:
+            return None  # nothing counted, or counted and judged not clonus
+        first_t = self.to_time(self._beat_lobes(core)[0].start_pos)
+        prior = self._matching_bank()
+        if prior is not None:
+            onset_t = prior.onset_t if prior.onset_t is not None else first_t
+            total = prior.reported + beats
+            return _Bank(prior.beats + beats, prior.period, onset_t, pos, total, prior.follows)
+        if not periods.size:
+            return None
+        return _Bank(beats, median(periods), first_t, pos, beats)
+
+    def _matching_bank(self) -> _Bank | None:
+        """The bank, if the current chain started soon after it at the same rate."""
+        bank, lobes = self._bank, self.chain.lobes
+        if bank is None or not lobes or lobes[0].start_pos - bank.pos > self.bridge_window:
+            return None
+        periods = self._periods(self._core())
+        if not periods.size:
+            return None
+        tolerance = self.p.regularity_tolerance * bank.period
+        return bank if abs(median(periods) - bank.period) <= tolerance else None
 
     # -- chain rules ---------------------------------------------------------------------
 
@@ -366,19 +437,32 @@ class EpisodeTracker:
         beats = len(self._beat_lobes(core))
         if self._resumes(beats):
             return []
-        if beats <= self.p.threshold_beats:
+        bank = self._matching_bank() if beats >= 2 and not self.chain.bank_refused else None
+        carried = bank.beats if bank is not None else 0
+        if beats + carried <= self.p.threshold_beats:
             return []
         if self.chain.lobes[0].start_pos - self._rhythm_end < self.rearm:
             # Rhythm that broke and re-formed without a rest in between is ongoing
             # oscillation (tremor, or the rest of an episode already reported), not a
             # new clonus: that starts from rest or from a stretch.
             return []
-        if not self._looks_like_clonus(core) or not self._clonic_shape(core, pos):
+        if not self._looks_like_clonus(core):
+            return []
+        if not self._clonic_shape(core, pos):
+            if bank is not None:
+                # Judged on a few beats just after the gap: judge once more, as any chain
+                # is, when this chain's own count passes the threshold.
+                self.chain.bank_refused, self.chain.harmonics = True, None
             return []
         if not self._rests_between_bursts(core, pos):
             return []
         self.chain.episode = self._next_episode
         self._next_episode += 1
+        if bank is not None:
+            chain = self.chain
+            chain.carried_beats, chain.first_t = bank.reported, bank.onset_t
+            chain.bridged, chain.follows = True, bank.follows
+            self._bank = None
         self.chain.last_update_pos = pos
         return [self._event("clonus.onset", pos)]
 
@@ -395,6 +479,7 @@ class EpisodeTracker:
         chain = self.chain
         chain.episode = held.end.episode
         chain.carried_beats = held.end.beats
+        chain.carried_times = held.end.beat_times
         chain.first_t = held.end.onset_t
         chain.first_elicited = held.end.elicited
         chain.last_update_pos = chain.lobes[-1].start_pos
@@ -463,6 +548,10 @@ class EpisodeTracker:
             payload["harmonic_ratio"] = round(h, 4) if np.isfinite(h) else None
         if self.chain.floor is not None:
             payload["envelope_floor"] = round(self.chain.floor, 4)
+        if chain.bridged and chain.carried_beats:
+            payload["carried_beats"] = chain.carried_beats  # counted before a signal gap
+        if chain.follows is not None:
+            payload["follows_episode"] = chain.follows  # ended by a gap, goes on here
         if self.report_beats:
             payload["beat_times_s"] = [round(self.to_time(b.start_pos), 4) for b in beats]
         payload.update(extra)
@@ -482,10 +571,24 @@ class EpisodeTracker:
             if chain.first_t is not None
             else bool(core) and core[0] is not chain.lobes[0],
             extra=payload,
+            beat_times=chain.carried_times + tuple(self.to_time(b.peak_pos) for b in beats),
         )
 
-    def _finish(self, pos: int, reason: str = "rhythm_stopped") -> list[EpisodeEvent]:
+    def _finish(
+        self, pos: int, reason: str = "rhythm_stopped", gap: bool = False, bridge: bool = True
+    ) -> list[EpisodeEvent]:
         events: list[EpisodeEvent] = []
+        lobes = self.chain.lobes
+        if (
+            reason == "rhythm_stopped"
+            and lobes
+            and not self.sustained  # an alarmed episode is held and may resume (`_Held`)
+            and self.filled_until > lobes[-1].start_pos
+        ):
+            reason, gap = "signal_gap", True  # it stopped, or broke, where samples were lost
+        if gap or len(lobes) >= 4:
+            # A rhythm that formed and stopped with the signal present carries nothing on.
+            self._bank = self._bank_of_chain(pos) if gap and bridge else None
         if self.report_beats and not self.sustained and self.chain.lobes:
             beats = self._beat_lobes(self._core())
             if beats:
@@ -497,10 +600,18 @@ class EpisodeTracker:
                 self._held = _Held(end, self.chain.lobes[-1].start_pos)
             else:
                 events.append(end)
-        lobes = self.chain.lobes
-        if lobes and (
-            len(lobes) > 2 * self.p.threshold_beats
-            or lobes[0].start_pos - self._rhythm_end < self.rearm
+        # Broken off by a gap, an alarmed episode or a chain still counting up is no
+        # rhythm that ran its course: it does not hold off what comes after the gap.
+        cut_short = gap and (
+            self.sustained or len(self._beat_lobes(self._core())) <= self.p.threshold_beats
+        )
+        if (
+            lobes
+            and not cut_short
+            and (
+                len(lobes) > 2 * self.p.threshold_beats
+                or lobes[0].start_pos - self._rhythm_end < self.rearm
+            )
         ):
             # A long rhythm, or a piece of one that broke and re-formed without a rest.
             self._rhythm_end = lobes[-1].start_pos

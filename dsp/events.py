@@ -33,10 +33,14 @@ class EpisodeEvent:
     duration_s: float
     elicited: bool  # a stretch transient was seen right before the first contraction
     extra: dict[str, Any] = field(default_factory=dict)
+    # Signal time of each counted contraction's peak, oldest first; for evidence snippets,
+    # not part of the event's figures (`to_dict` leaves it out).
+    beat_times: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         extra = d.pop("extra")
+        d.pop("beat_times")
         for key in (
             "t",
             "frequency_hz",

@@ -45,6 +45,13 @@ class RingBuffer:
         self._head = (self._head + n) % self.capacity
         self.total += n
 
+    def back(self, k: int) -> NDArray[np.float64]:
+        """The row pushed `k` rows ago (1 is the newest), without copying the rest."""
+        if not 1 <= k <= len(self):
+            raise IndexError(f"{k} rows back: {len(self)} held")
+        row: NDArray[np.float64] = self._data[(self._head - k) % self.capacity]
+        return row
+
     def latest(self, n: int | None = None) -> NDArray[np.float64]:
         """The newest `n` rows (all held rows by default), oldest first."""
         held = len(self)

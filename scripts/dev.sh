@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Developer entry point: `scripts/dev.sh demo`, `scripts/dev.sh replay` or `scripts/dev.sh test`.
+# Developer entry point: `scripts/dev.sh demo`, `scripts/dev.sh replay`, `scripts/dev.sh test`
+# or `scripts/dev.sh test-vm` (the real-BlueZ tier in a VM: root, minutes; tests/vm/README.md).
 #
 # On first use it installs what is missing and says so, step by step: Debian packages with
 # apt-get (as root; `apt-get update` once, no Recommends), then .venv with the project in it
@@ -49,9 +50,22 @@ ensure_system_packages() {
         have dbus-daemon || missing+=(dbus-daemon)
         have systemd-analyze || missing+=(systemd)
         have openssl || missing+=(openssl)
+        have chromium || missing+=(chromium)
         if [ ${#missing[@]} -gt 0 ]; then
-            apt_install "the fake BlueZ's private bus, systemd-analyze for the unit, openssl for a test CA" "${missing[@]}"
+            apt_install "the fake BlueZ's private bus, systemd-analyze for the unit, openssl for a test CA, and chromium for the central station's browser tests" "${missing[@]}"
         fi
+    fi
+}
+
+ensure_vm_packages() {
+    # The real-BlueZ tier: QEMU to boot the VM, and what build-image.sh makes its image with.
+    local missing=()
+    have qemu-system-x86_64 || missing+=(qemu-system-x86)
+    have debootstrap || missing+=(debootstrap)
+    have mke2fs || missing+=(e2fsprogs)
+    have cpio || missing+=(cpio)
+    if [ ${#missing[@]} -gt 0 ]; then
+        apt_install "the VM of the real-BlueZ tests and its image build" "${missing[@]}"
     fi
 }
 
@@ -118,7 +132,14 @@ demo() {
         config/demo.toml >"$work/demo.toml"
     "$VENV/bin/clonusd" run --config "$work/demo.toml" 2>"$work/daemon.log" &
     daemon_pid=$!
-    trap 'kill $daemon_pid 2>/dev/null; wait $daemon_pid 2>/dev/null; kill $mosq_pid 2>/dev/null; echo "demo: the daemon log is kept in $work/daemon.log" >&2' EXIT
+    web_port=$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    "$VENV/bin/clonusd" web --broker "127.0.0.1:$port" --listen "127.0.0.1:$web_port" >"$work/web.log" 2>&1 &
+    web_pid=$!
+    trap 'kill $web_pid 2>/dev/null; kill $daemon_pid 2>/dev/null; wait $daemon_pid 2>/dev/null; kill $mosq_pid 2>/dev/null; echo "demo: the daemon log is kept in $work/daemon.log" >&2' EXIT
+    echo "demo: central station (the page nurses see): http://127.0.0.1:$web_port/  (log $work/web.log)" >&2
+    if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ] && command -v xdg-open >/dev/null; then
+        xdg-open "http://127.0.0.1:$web_port/" >/dev/null 2>&1 || true
+    fi
     echo "demo: simulated ankle band (synthetic signal, not a patient) -> clonusd -> mosquitto :$port" >&2
     echo "demo: episodes of 4, 18, 5 and 30 beats at 4, 10, 24 and 32 s (config/demo.toml)" >&2
     echo "demo: daemon log in $work/daemon.log; Ctrl-C to stop (ends by itself after ${DEMO_SECONDS:-60} s)" >&2
@@ -149,8 +170,21 @@ case "${1:-}" in
         step "pytest"
         "$VENV/bin/python" -m pytest -q
         ;;
+    test-vm)
+        # Not part of `test`: it needs root and a few minutes (more the first time, when
+        # the image is built into /var/cache/clonusd-vm).
+        if [ "$(id -u)" != 0 ]; then
+            echo "dev.sh: test-vm needs root (debootstrap, the image build)" >&2
+            exit 1
+        fi
+        ensure_system_packages test
+        ensure_vm_packages
+        ensure_venv vm
+        step "pytest -m vm (the real-BlueZ VM tier)"
+        "$VENV/bin/python" -m pytest -m vm tests/vm -q
+        ;;
     *)
-        echo "usage: scripts/dev.sh demo|replay|test" >&2
+        echo "usage: scripts/dev.sh demo|replay|test|test-vm" >&2
         exit 2
         ;;
 esac

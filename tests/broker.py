@@ -35,22 +35,33 @@ def free_port() -> int:
 
 
 class Mosquitto:
-    """A broker on a free loopback port; `stop()`/`start()` simulate an outage."""
+    """A broker on a free loopback port; `stop()`/`start()` simulate an outage. Its log
+    (connections, client-id takeovers) is kept in `log_file`; `extra` adds config lines."""
 
-    def __init__(self, workdir: Path, conf: str = "allow_anonymous true\n") -> None:
+    def __init__(self, workdir: Path, extra: str = "", name: str = "mosquitto") -> None:
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(exe).exists():
             raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
         self.exe = exe
         self.port = free_port()
-        self.conf = workdir / "mosquitto.conf"
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\npersistence false\n{conf}")
+        self.conf = workdir / f"{name}.conf"
+        self.log_file = workdir / f"{name}.log"
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            f"log_dest stderr\nlog_type error\nlog_type warning\n"
+            f"log_type notice\nlog_type information\nconnection_messages true\n"
+            + (extra or "persistence false\n")
+        )
         self.proc: subprocess.Popen[bytes] | None = None
 
+    def logs(self) -> str:
+        return self.log_file.read_text() if self.log_file.exists() else ""
+
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        with self.log_file.open("a") as log:  # stderr is unbuffered; a log file is not
+            self.proc = subprocess.Popen(
+                [self.exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=log
+            )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -108,9 +119,15 @@ class Subscriber:
         with self._lock:
             return [p for _, topic, p, _ in self.messages if topic.endswith(topic_suffix)]
 
-    def availability(self) -> list[str]:
-        """The daemon's availability states in arrival order ("online" / "offline")."""
-        return [p["state"] if isinstance(p, dict) else p for p in self.on("/availability")]
+    def availability(self, daemon: str | None = None) -> list[str]:
+        """The availability states seen, oldest first (of one daemon, or of any)."""
+        with self._lock:
+            return [
+                p.get("state") if isinstance(p, dict) else p
+                for _, topic, p, _ in self.messages
+                if topic.endswith("/availability")
+                and (daemon is None or topic.endswith(f"/daemon/{daemon}/availability"))
+            ]
 
     def availability_reasons(self) -> list[str]:
         return [p.get("reason", "") for p in self.on("/availability") if isinstance(p, dict)]
@@ -135,24 +152,27 @@ def write_config(
     episodes: list[dict[str, Any]],
     source: str | None = None,
     mqtt_extra: str = "",
+    daemon_id: str | None = None,
+    bed: str = "bed-12",
 ) -> Path:
     """A one-sensor config: a simulated ankle band with `episodes`, or the given source
-    block (TOML lines under [sensors.source])."""
+    block (TOML lines under [sensors.source]). No client id: the default (from the daemon
+    id, itself the host name unless `daemon_id` is given) is what installs use."""
     if source is None:
         eps = ", ".join("{" + ", ".join(f"{k} = {v}" for k, v in e.items()) + "}" for e in episodes)
         source = f'kind = "simulated"\nepisodes = [{eps}]'
     path.write_text(f"""
 [daemon]
 state_dir = "{state_dir}"
+{f'id = "{daemon_id}"' if daemon_id else ""}
 [mqtt]
 host = "127.0.0.1"
 port = {port}
-client_id = "clonusd-test"
 keepalive_s = 5
 {mqtt_extra}
 [[sensors]]
 id = "ankle-l"
-bed = "bed-12"
+bed = "{bed}"
 site = "ankle"
 side = "left"
 [sensors.source]
@@ -161,10 +181,24 @@ side = "left"
     return path
 
 
+def can_set_hostname() -> bool:
+    """Whether a process can get a host name of its own (a private UTS namespace)."""
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--uts", "hostname", "probe"],
+        capture_output=True,
+        check=False,
+    )
+    return probe.returncode == 0
+
+
 class Daemon:
-    """`clonusd run` as a separate process. Every one started is recorded, so that the
-    test's teardown (`reap()`, called by an autouse fixture in conftest) ends it whatever
-    the test's outcome: a failed assertion must not leave a daemon running."""
+    """`clonusd run` as a process; with `hostname`, in a private UTS namespace whose host
+    name is that (as if on its own Raspberry Pi), so its defaults follow that name. Every
+    one started is recorded, so that the test's teardown (`reap()`, called by an autouse
+    fixture in conftest) ends it whatever the test's outcome: a failed assertion must not
+    leave a daemon running."""
 
     started: ClassVar[list[Daemon]] = []
 
@@ -172,11 +206,13 @@ class Daemon:
         self,
         config: Path,
         speed: float = 1.0,
+        hostname: str | None = None,
         env: dict[str, str] | None = None,
         wrapper: list[str] | None = None,
     ) -> None:
         self.config = config
         self.speed = speed
+        self.hostname = hostname
         self.env = env
         self.wrapper = wrapper or []  # e.g. setpriv to run as another user
         self.proc: subprocess.Popen[str] | None = None
@@ -192,18 +228,32 @@ class Daemon:
                 d.proc.wait()
 
     def start(self) -> None:
+        cmd = [
+            sys.executable,
+            "-m",
+            "clonusd.daemon.cli",
+            "run",
+            "--config",
+            str(self.config),
+            "--speed",
+            str(self.speed),
+        ]
+        if self.hostname is not None:
+            # unshare execs sh, which execs the daemon: proc.pid is the daemon itself.
+            script = 'hostname "$0" && exec "$@"'
+            cmd = [
+                "unshare",
+                "--user",
+                "--map-root-user",
+                "--uts",
+                "sh",
+                "-c",
+                script,
+                self.hostname,
+                *cmd,
+            ]
         self.proc = subprocess.Popen(
-            [
-                *self.wrapper,
-                sys.executable,
-                "-m",
-                "clonusd.daemon.cli",
-                "run",
-                "--config",
-                str(self.config),
-                "--speed",
-                str(self.speed),
-            ],
+            [*self.wrapper, *cmd],
             stdout=subprocess.DEVNULL,
             stderr=self.log.open("a"),
             text=True,

@@ -46,6 +46,13 @@ def _kinds(events: list[dict[str, Any]]) -> list[str]:
     return [e["event"] for e in events]
 
 
+def _last_live_status(sub: Subscriber) -> dict[str, Any]:
+    """The last status the running daemon published (after it, its goodbye on shutdown)."""
+    statuses = sub.on("/status")
+    assert statuses[-1]["link_detail"] == "daemon stopped"  # the goodbye
+    return dict(statuses[-2])
+
+
 def _link(sub: Subscriber) -> str | None:
     statuses = sub.on("/status")
     return statuses[-1]["link"] if statuses else None
@@ -65,7 +72,7 @@ def test_virtual_movesense_episode_reaches_subscriber(
     ends = [e for e in sub.events() if e["event"] == "clonus.end"]
     assert len(onsets) == 1 and len(ends) == 1
     assert abs(ends[0]["beats"] - 12) <= 1
-    status = sub.on("/status")[-1]
+    status = _last_live_status(sub)
     assert status["battery_pct"] == 87 and "Movesense" in status["link_detail"]
     assert status["invalid_samples"] == 0
     sub.close()
@@ -110,24 +117,26 @@ def test_scan_lists_bands_with_profile_and_signal(fake_bluez: FakeBluezThread) -
     band.rssi = -50
     others = [
         VirtualPolar(SimulatedBand("imu6", 52)),
+        VirtualPolar(SimulatedBand("acc3", 100), "H10", address="A0:9E:1A:00:00:07"),
         VirtualThingy(SimulatedBand("imu6", 100)),
         VirtualWitMotion(SimulatedBand("imu6", 100)),
         VirtualMyo(SimulatedBand("emg", 200)),
     ]
     for i, p in enumerate(others):
-        p.rssi = -60 - 5 * i
+        p.rssi = -60 - 5 * i if i else -58
     fake_bluez.call(lambda: [fake_bluez.bluez.add(p) for p in (band, other, *others)])
     proc = clonusd("scan", "--seconds", "1", timeout=60)
     assert proc.returncode == 0, proc.stderr
     rows = [line.split() for line in proc.stdout.splitlines()[1:]]
     # Strongest first, unknown devices last; RSSI as advertised (the fake wobbles by 1 dB).
-    assert [(r[0], r[2]) for r in rows] == [
-        ("0C:8C:DC:00:00:09", "movesense"),
-        (others[0].address, "polar"),
-        (others[1].address, "thingy52"),
-        (others[2].address, "witmotion"),
-        (others[3].address, "myo"),
-        ("11:22:33:44:55:66", "-"),
+    assert [(r[0], r[2], r[3]) for r in rows] == [
+        ("0C:8C:DC:00:00:09", "movesense", "-"),
+        (others[0].address, "polar", "verity"),  # the model, as the config's `model` names it
+        (others[1].address, "polar", "h10"),
+        (others[2].address, "thingy52", "-"),
+        (others[3].address, "witmotion", "-"),
+        (others[4].address, "myo", "-"),
+        ("11:22:33:44:55:66", "-", "-"),
     ]
     assert int(rows[0][1]) in (-50, -51) and "Kettle" in rows[-1]
 
@@ -173,7 +182,7 @@ def test_dead_bluetoothd_is_caught_by_the_stall_alarm_and_the_band_comes_back(
     finally:
         assert daemon.terminate() == 0
     assert "ble_force_reconnect" in daemon.logs()
-    assert sub.on("/status")[-1]["link"] == "connected"
+    assert _last_live_status(sub)["link"] == "connected"
     sub.close()
 
 

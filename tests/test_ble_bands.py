@@ -69,6 +69,18 @@ CASES = {
         lambda v: (polar.CONTROL, polar.stop(polar.GYRO)) in v.commands,
         64,
     ),
+    "polar-verity-sdk-mode": Case(
+        lambda b: VirtualPolar(b, "Verity"),
+        "imu6",
+        104,
+        'profile = "polar"\nrate_hz = 104',  # the model (and imu6) from its name
+        lambda v: (
+            v.started == {polar.ACC: 104, polar.GYRO: 104}
+            and (polar.CONTROL, polar.start(polar.SDK_MODE, {})) in v.commands
+        ),
+        lambda v: v.commands[-1] == (polar.CONTROL, polar.stop(polar.SDK_MODE)),
+        64,
+    ),
     "polar-h10": Case(
         lambda b: VirtualPolar(b, "H10"),
         "acc3",
@@ -150,8 +162,9 @@ def test_band_profile_end_to_end(
     assert fake_bluez.call(lambda: case.stopped(virtual)), virtual.commands
     onsets = [e for e in sub.events() if e["event"] == "clonus.onset"]
     end = next(e for e in sub.events() if e["event"] == "clonus.end")
-    assert len(onsets) == 1
-    assert abs(end["beats"] - 12) <= 1, end
+    story = [(e["event"], e.get("end_reason"), e.get("beats")) for e in sub.events()]
+    assert len(onsets) == 1, story
+    assert abs(end["beats"] - 12) <= 1, (end, daemon.logs())
     assert end["sensor_kind"] == case.sensor
     assert status["link"] == "connected" and status["battery_pct"] == case.battery
     assert status["malformed_packets"] == 0
@@ -176,6 +189,25 @@ def test_polar_with_too_small_an_mtu_is_refused_with_a_clear_reason(
     logs = daemon.logs()
     assert "needs at least 232" in logs and "band refused its set-up" in logs
     assert not virtual.started  # never started a stream it could not carry
+    sub.close()
+
+
+def test_verity_without_sdk_mode_is_refused_a_rate_that_needs_it_with_the_fix(
+    fake_bluez: FakeBluezThread, broker: Mosquitto, tmp_path: Path
+) -> None:
+    virtual = VirtualPolar(SimulatedBand("imu6", 104), "Verity", sdk=False)
+    fake_bluez.call(lambda: fake_bluez.bluez.add(virtual))
+    sub = Subscriber(broker.port)
+    daemon = _daemon(broker, tmp_path, virtual, 'profile = "polar"\nrate_hz = 104')
+    try:
+        assert sub.wait_for(
+            lambda: any("refused SDK mode" in s["link_detail"] for s in sub.on("/status")), 30
+        ), daemon.logs()
+    finally:
+        assert daemon.terminate() == 0
+    assert "rate_hz = 52 needs none" in daemon.logs()
+    assert (polar.CONTROL, polar.start(polar.SDK_MODE, {})) in virtual.commands
+    assert not virtual.started
     sub.close()
 
 

@@ -398,7 +398,7 @@ def _secure_broker(tmp_path: Path, deny: str = "") -> tuple[Mosquitto, Path]:
     conf = conf.replace("/etc/mosquitto/clonusd.acl", str(acl))
     if os.geteuid() == 0:
         conf = "user root\n" + conf  # else it drops to "mosquitto", who cannot read tmp_path
-    broker = Mosquitto(tmp_path, conf=conf)
+    broker = Mosquitto(tmp_path, extra="persistence false\n" + conf)
     secret = tmp_path / "mqtt.password"
     secret.write_text("clonusd-secret\n")
     return broker, secret

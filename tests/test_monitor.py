@@ -62,8 +62,10 @@ def test_monitor_shows_the_alarm_with_beats_and_frequency(
 
 def test_full_screen_view_shows_an_alarm_that_was_already_on() -> None:
     board = Board("clonusd")
-    board.update("clonusd/daemon/availability", b"online")
+    online = {"schema": "clonusd/2", "daemon": "pi-3", "state": "online", "reason": "connected"}
+    board.update("clonusd/daemon/pi-3/availability", json.dumps(online).encode())
     state = {
+        "daemon": "pi-3",
         "bed": "bed-3",
         "sensor": "wrist-r",
         "site": "wrist",
@@ -73,6 +75,7 @@ def test_full_screen_view_shows_an_alarm_that_was_already_on() -> None:
         "frequency_hz": 6.4,
     }
     status = {
+        "daemon": "pi-3",
         "side": "right",
         "site": "wrist",
         "sensor_kind": "acc3",
@@ -87,11 +90,16 @@ def test_full_screen_view_shows_an_alarm_that_was_already_on() -> None:
     board.update("clonusd/bed-3/wrist-r/state", json.dumps(state).encode())
     board.update("clonusd/bed-3/wrist-r/status", json.dumps(status).encode())
     screen = board.render("localhost:1883")
-    assert "daemon: online" in screen
+    assert "daemons: 1/1 online" in screen and "OFFLINE" not in screen
     assert "SUSTAINED CLONUS  9 beats at 6.4 Hz" in screen
     assert "loss 2.0 %" in screen and "battery 71 %" in screen and "STALLED" in screen
     board.update("clonusd/bed-3/wrist-r/state", json.dumps({**state, "clonus": False}).encode())
     assert "no clonus" in board.render("localhost:1883")
+    will = {**online, "state": "offline", "reason": "connection_lost"}
+    line = board.update("clonusd/daemon/pi-3/availability", json.dumps(will).encode())
+    assert line == "daemon pi-3 offline (connection_lost): beds bed-3 unwatched"
+    screen = board.render("localhost:1883")
+    assert "DAEMON pi-3 OFFLINE (connection_lost)" in screen and "daemons: 0/1 online" in screen
 
 
 MALFORMED: list[tuple[str, bytes]] = (

@@ -73,3 +73,10 @@ def test_a_foreign_daemon_folder_on_pythonpath_breaks_nothing(venv: Path, tmp_pa
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(other)}
     out = _run([str(venv / "bin" / "python"), "-m", "clonusd.daemon", "--version"], tmp_path, env)
     assert out.startswith("clonusd ")
+
+
+def test_the_central_station_page_is_package_data(venv: Path) -> None:
+    """`clonusd web` serves its page from the installed package: no CDN, no checkout."""
+    site = next((venv / "lib").glob("python*/site-packages"))
+    static = site / "clonusd" / "daemon" / "web" / "static"
+    assert {p.name for p in static.iterdir()} >= {"index.html", "station.css", "station.js"}

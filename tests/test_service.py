@@ -44,6 +44,7 @@ def test_sustained_episode_reaches_subscriber_and_short_one_reaches_no_one(
         assert onset["priority"] == "physiological_alarm" and end["priority"] == "information"
         for key in (
             "schema",
+            "daemon",
             "id",
             "time",
             "t",
@@ -56,8 +57,12 @@ def test_sustained_episode_reaches_subscriber_and_short_one_reaches_no_one(
             assert key in onset
     assert len({e["id"] for e in events}) == len(events)
     assert sub.wait_for(lambda: sub.availability()[-1:] == ["offline"], 5)
-    status = sub.on("/status")[-1]
+    assert sub.on("/availability")[-1]["reason"] == "shutdown"
+    assert {e["daemon"] for e in events} == {sub.on("/availability")[-1]["daemon"]}
+    *_, status, goodbye = sub.on("/status")
     assert status["link"] == "connected" and status["nominal_rate_hz"] == 200.0
+    # Once the daemon is gone its retained status must not say the link is up.
+    assert goodbye["link"] == "disconnected" and goodbye["link_detail"] == "daemon stopped"
     sub.close()
 
 
@@ -166,6 +171,7 @@ def test_last_will_marks_a_killed_daemon_offline(broker: Mosquitto, tmp_path: Pa
     assert sub.wait_for(lambda: "online" in sub.availability()), daemon.logs()
     daemon.kill()
     assert sub.wait_for(lambda: sub.availability()[-1:] == ["offline"], 15)
+    assert sub.on("/availability")[-1]["reason"] == "connection_lost"  # the last will
     sub.close()
 
 

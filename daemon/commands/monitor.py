@@ -3,7 +3,8 @@
 It shows each sensor's link and signal health from the retained status, and a clear
 alarm while sustained clonus is on (from the retained state, so an alarm that started
 before the monitor did is shown too), with the beats and frequency the detector measured.
-`--plain` prints one line per change instead of redrawing: for logs and tests.
+On a ward many daemons share the broker: each bed whose daemon is offline (its last will)
+says so. `--plain` prints one line per change instead of redrawing: for logs and tests.
 """
 
 from __future__ import annotations
@@ -40,17 +41,23 @@ def _text(value: object, limit: int = 40) -> str:
 @dataclass
 class Board:
     prefix: str
-    daemons: dict[str, str] = field(default_factory=dict)  # daemon id -> "online (reason)"
+    daemons: dict[str, dict[str, Any]] = field(default_factory=dict)  # availability by id
     status: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     state: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     malformed: int = 0
     technical: list[str] = field(default_factory=list)
 
-    @property
-    def daemon(self) -> str:
-        if not self.daemons:
-            return "unknown"
-        return ", ".join(f"{k}: {v}" for k, v in sorted(self.daemons.items()))
+    def daemon_of(self, key: tuple[str, str]) -> str | None:
+        for held in (self.status.get(key), self.state.get(key)):
+            if held and isinstance(held.get("daemon"), str):
+                return str(held["daemon"])
+        return None
+
+    def offline(self, key: tuple[str, str]) -> dict[str, Any] | None:
+        """The availability of this sensor's daemon if that daemon is offline."""
+        daemon = self.daemon_of(key)
+        avail = self.daemons.get(daemon) if daemon else None
+        return avail if avail and avail.get("state") != "online" else None
 
     def update(self, topic: str, payload: bytes) -> str | None:
         """Apply one message; returns a one-line description of what changed, if notable.
@@ -68,17 +75,16 @@ class Board:
 
     def _update(self, topic: str, payload: bytes) -> str | None:
         rest = topic.removeprefix(self.prefix + "/").split("/")
-        text = payload.decode(errors="replace")
-        if rest[:1] == ["daemon"]:
-            return self._daemon(topic, rest[1:], text)
         if len(rest) != 3:
             return None
         try:
-            data = json.loads(text)
+            data = json.loads(payload.decode(errors="replace"))
         except (ValueError, RecursionError):
             return self._malformed(topic, "not JSON")
         if not isinstance(data, dict):
             return self._malformed(topic, f"a JSON {type(data).__name__}, not an object")
+        if rest[0] == "daemon":
+            return self._daemon(topic, rest[1], rest[2], data)
         key = (rest[0], rest[1])
         side, site = _text(data.get("side", "")), _text(data.get("site", ""))
         where = f"{_text(rest[0])} {side} {site} ({_text(rest[1])})"
@@ -135,37 +141,20 @@ class Board:
             f"{_num(data['frequency_hz'])} Hz"
         )
 
-    def _daemon(self, topic: str, rest: list[str], text: str) -> str | None:
-        # {prefix}/daemon/{id}/availability (JSON), or the older {prefix}/daemon/availability
-        if rest == ["availability"]:
-            daemon, kind = "daemon", "availability"
-        elif len(rest) == 2:
-            daemon, kind = rest
-        else:
-            return None
+    def _daemon(self, topic: str, daemon: str, kind: str, data: dict[str, Any]) -> str | None:
         if kind == "availability":
-            try:
-                data: Any = json.loads(text)
-            except (ValueError, RecursionError):
-                data = text
-            if isinstance(data, dict) and isinstance(data.get("state"), str):
-                shown = _text(data["state"])
-                if data.get("reason"):
-                    shown += f" ({_text(data['reason'])})"
-            elif isinstance(data, str) and data in ("online", "offline"):
-                shown = data
-            else:
-                self.daemons[daemon] = "unknown (malformed availability)"
+            if not isinstance(data.get("state"), str):
+                self.daemons[daemon] = {"state": "unknown", "reason": "malformed availability"}
                 return self._malformed(topic, "availability is not {state, reason}")
-            self.daemons[daemon] = shown
-            return f"daemon {_text(daemon)} {shown}"
+            self.daemons[daemon] = data
+            beds = sorted(
+                {k[0] for k in set(self.status) | set(self.state) if self.daemon_of(k) == daemon}
+            )
+            line = f"daemon {_text(daemon)} {_text(data['state'])} ({_text(data.get('reason'))})"
+            if data["state"] != "online" and beds:
+                line += ": beds " + ", ".join(_text(b) for b in beds) + " unwatched"
+            return line
         if kind == "event":
-            try:
-                data = json.loads(text)
-            except (ValueError, RecursionError):
-                return self._malformed(topic, "not JSON")
-            if not isinstance(data, dict):
-                return self._malformed(topic, f"a JSON {type(data).__name__}, not an object")
             line = (
                 f"TECHNICAL: daemon {_text(daemon)}: {_text(data.get('event'))}"
                 f" {_text(data.get('detail', ''), 160)}"
@@ -175,9 +164,10 @@ class Board:
         return None
 
     def render(self, broker: str) -> str:
+        online = sum(1 for a in self.daemons.values() if a.get("state") == "online")
         lines = [
-            f"{BOLD}clonusd bedside monitor{RESET}   broker {broker}   daemon: "
-            f"{self.daemon}   {time.strftime('%H:%M:%S')}",
+            f"{BOLD}clonusd bedside monitor{RESET}   broker {broker}   daemons: "
+            f"{online}/{len(self.daemons)} online   {time.strftime('%H:%M:%S')}",
             "",
         ]
         for line in self.technical:
@@ -193,6 +183,12 @@ class Board:
             site = _text(st.get("site", ss.get("site", "")))
             kind = _text(st.get("sensor_kind", "?"))
             lines.append(f"{BOLD}{_text(key[0])}  {side} {site}{RESET}  ({_text(key[1])}, {kind})")
+            down = self.offline(key)
+            if down is not None:
+                lines.append(
+                    f"  {RED}  DAEMON {_text(self.daemon_of(key))} OFFLINE"
+                    f" ({_text(down.get('reason'))}): this bed is not watched  {RESET}"
+                )
             if ss.get("clonus"):
                 lines.append(
                     f"  {RED}  SUSTAINED CLONUS  {_num(ss.get('beats'), 'd')} beats at "
@@ -203,11 +199,9 @@ class Board:
             if st:
                 stall = f"  {RED} STALLED {RESET}" if st.get("stalled") else ""
                 loss = st.get("packet_loss")
-                loss_pct = (
-                    _num(100 * loss)
-                    if isinstance(loss, int | float) and not isinstance(loss, bool)
-                    else "?"
-                )
+                loss_pct = "?"
+                if isinstance(loss, int | float) and not isinstance(loss, bool):
+                    loss_pct = _num(100 * loss)
                 lines.append(
                     f"  {DIM}link {_text(st.get('link'))}  rate {_num(st.get('rate_hz'))} Hz "
                     f"(nominal {_num(st.get('nominal_rate_hz'))})  loss "

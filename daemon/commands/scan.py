@@ -1,4 +1,5 @@
-"""`clonusd scan`: nearby bands, the profile each matches, and signal strength."""
+"""`clonusd scan`: nearby bands, the profile (and, for Polar, the model) each matches, and
+signal strength. The model comes from the advertised name, as the config's does."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ class Found:
     name: str | None
     rssi: int
     profile: str | None
+    model: str | None = None  # polar: "h10" or "verity", the config's `model`
 
 
 def match_profile(name: str | None, uuids: list[str]) -> str | None:
@@ -36,13 +38,10 @@ def match_profile(name: str | None, uuids: list[str]) -> str | None:
 
 async def scan(seconds: float) -> list[Found]:
     seen = await BleakScanner.discover(timeout=seconds, return_adv=True)
-    out = [
-        Found(
-            dev.address,
-            adv.local_name or dev.name,
-            adv.rssi,
-            match_profile(adv.local_name or dev.name, adv.service_uuids),
-        )
-        for dev, adv in seen.values()
-    ]
+    out = []
+    for dev, adv in seen.values():
+        name = adv.local_name or dev.name
+        profile = match_profile(name, adv.service_uuids)
+        model = polar.model_from_name(name) if profile == "polar" else None
+        out.append(Found(dev.address, name, adv.rssi, profile, model.key if model else None))
     return sorted(out, key=lambda f: (f.profile is None, -f.rssi))

@@ -131,7 +131,7 @@ class Publisher:
         self.cfg = cfg
         self.outbox = outbox
         self.daemon_id = daemon_id
-        self.client_id = client_id or topics.default_client_id(daemon_id)
+        self.client_id = client_id or cfg.client_id or topics.default_client_id(daemon_id)
         self.password = password
         self.availability_topic = topics.availability(cfg.topic_prefix, daemon_id)
         self.daemon_event_topic = topics.daemon_event(cfg.topic_prefix, daemon_id)
@@ -205,6 +205,13 @@ class Publisher:
         }
         self._direct.append((self.daemon_event_topic, json.dumps(payload)))
         self._wake.set()
+
+    def clear_retained(self, topic: str) -> None:
+        """Delete a retained topic at the broker (an empty retained payload)."""
+        if self._retained.get(topic) != "":
+            self._retained[topic] = ""
+            self._dirty.add(topic)
+            self._wake.set()
 
     def storage_failed(self, reason: str) -> None:
         if self.failure is not None:

@@ -1,10 +1,15 @@
-"""The MQTT topic tree (documented in the README).
+"""The MQTT topic tree "clonusd/2" (documented in the README; payload schemas in schemas/).
 
-{prefix}/daemon/{daemon}/availability   retained  {"state": online/offline, "reason"}, last will
-{prefix}/daemon/{daemon}/event          QoS 1     the daemon's own technical alarms
-{prefix}/{bed}/{sensor}/event           QoS 1     clonus.onset / update / end, sensor.stall
-{prefix}/{bed}/{sensor}/state           retained  is clonus happening now, beats so far
-{prefix}/{bed}/{sensor}/status          retained  link, rate, loss, battery, quality, stall
+{prefix}/daemon/{daemon_id}/availability  retained  {"state": "online" | "offline", ...}
+                                                    (the offline one is the last will)
+{prefix}/daemon/{daemon_id}/event         QoS 1     the daemon's own technical alarms
+{prefix}/{bed}/{sensor}/event             QoS 1     clonus.onset / update / end, stalls
+{prefix}/{bed}/{sensor}/state             retained  is clonus happening now, beats so far
+{prefix}/{bed}/{sensor}/status            retained  link, rate, loss, battery, quality, stall
+
+Many daemons share one broker (a ward): each has its own availability topic and last
+will, and every sensor payload names its `daemon`, so a monitor can tell which beds a
+crashed daemon leaves unwatched.
 """
 
 from __future__ import annotations
@@ -14,28 +19,12 @@ from typing import Any
 SCHEMA = "clonusd/2"
 
 
-def availability(prefix: str, daemon: str) -> str:
-    return f"{prefix}/daemon/{daemon}/availability"
+def availability(prefix: str, daemon_id: str) -> str:
+    return f"{prefix}/daemon/{daemon_id}/availability"
 
 
-def availability_payload(daemon_id: str, online: bool, reason: str) -> dict[str, Any]:
-    """`reason`: "connected" when online; offline: "shutdown" (clean stop),
-    "connection_lost" (the last will) or why the daemon stopped ("storage_failed", ...)."""
-    return {
-        "schema": SCHEMA,
-        "daemon": daemon_id,
-        "state": "online" if online else "offline",
-        "reason": reason,
-    }
-
-
-def default_client_id(daemon_id: str) -> str:
-    """Unique per daemon, so two daemons on one broker never take each other's session."""
-    return f"clonusd-{daemon_id}"
-
-
-def daemon_event(prefix: str, daemon: str) -> str:
-    return f"{prefix}/daemon/{daemon}/event"
+def daemon_event(prefix: str, daemon_id: str) -> str:
+    return f"{prefix}/daemon/{daemon_id}/event"
 
 
 def event(prefix: str, bed: str, sensor: str) -> str:
@@ -48,3 +37,20 @@ def state(prefix: str, bed: str, sensor: str) -> str:
 
 def status(prefix: str, bed: str, sensor: str) -> str:
     return f"{prefix}/{bed}/{sensor}/status"
+
+
+def default_client_id(daemon_id: str) -> str:
+    """Unique per daemon, so two daemons on one broker never take each other's session."""
+    return f"clonusd-{daemon_id}"
+
+
+def availability_payload(daemon_id: str, online: bool, reason: str) -> dict[str, Any]:
+    """`reason`: "connected" when online; offline: "shutdown" (clean stop),
+    "connection_lost" (the last will: crash, power or network loss), or why the daemon
+    stopped: "storage_unusable", "storage_failed", "task_failed"."""
+    return {
+        "schema": SCHEMA,
+        "daemon": daemon_id,
+        "state": "online" if online else "offline",
+        "reason": reason,
+    }

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections import deque
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -19,11 +19,14 @@ import structlog
 from clonusd.daemon.config import SensorConfig
 from clonusd.daemon.mqtt import topics
 from clonusd.daemon.mqtt.publisher import Publisher
+from clonusd.daemon.service.evidence import EpisodeRecord
+from clonusd.daemon.service.health import SignalMeter
 from clonusd.daemon.sources.base import (
     LinkStatus,
     SampleChunk,
     Source,
     force_reconnect,
+    last_data_at,
     malformed_packets,
     reconnects,
 )
@@ -45,7 +48,12 @@ def _now_iso() -> str:
 
 class SensorPipeline:
     def __init__(
-        self, cfg: SensorConfig, source: Source, publisher: Publisher, prefix: str
+        self,
+        cfg: SensorConfig,
+        source: Source,
+        publisher: Publisher,
+        prefix: str,
+        state_dir: Path | None = None,
     ) -> None:
         self.cfg = cfg
         self.source = source
@@ -66,22 +74,35 @@ class SensorPipeline:
         self._episode_ids: dict[int, int] = {}  # detector's episode number -> daemon-wide id
         self.stalled = False
         self.started_streaming = asyncio.Event()
-        self._arrivals: deque[tuple[float, int]] = deque()
+        self.meter = SignalMeter(source.fs)
         self.max_process_s = 0.0  # longest detector call, to show DSP never hogs the loop
         self._last_status_key: dict[str, Any] | None = None
         self._last_status_at = 0.0
+        self.record = EpisodeRecord(  # history and evidence snippets (service/evidence.py)
+            publisher,
+            prefix,
+            cfg.bed,
+            cfg.id,
+            source.sensor,
+            self.detector.episodes.amplitude_unit,
+            self._identity,
+            state_dir,
+        )
 
     # -- running -------------------------------------------------------------------------
 
     async def run(self) -> None:
         self._publish_state(None)
+        self.record.start()
         async for item in self.source.stream():
             if isinstance(item, LinkStatus):
                 if self.link.connected and not item.connected:
                     # While the link is down nobody can tell whether clonus goes on: end
                     # the episode now rather than let an alarm stand on no data.
-                    for ev in self.detector.force_end_now("link_lost"):
+                    for ev in self.detector.force_end_now("link_lost", gap=True):
                         await self._episode_event(ev)
+                if not item.connected:
+                    self.meter.link_down()
                 self.link = item
                 self.log.info(
                     "link",
@@ -96,9 +117,7 @@ class SensorPipeline:
     async def _samples(self, chunk: SampleChunk) -> None:
         now = time.monotonic()
         self.last_sample_at = now
-        self._arrivals.append((now, chunk.t.size))
-        while self._arrivals and now - self._arrivals[0][0] > 5.0:
-            self._arrivals.popleft()
+        self.meter.add(chunk.t)
         if self.stalled:
             self.stalled = False
             await self._technical("sensor.stall_cleared")
@@ -111,6 +130,7 @@ class SensorPipeline:
             self._publish_status()
         for ev in events:
             await self._episode_event(ev)
+        self.record.poll(self.detector)
 
     def excuse_lag(self, now: float) -> None:
         """The event loop itself was held up (CPU starved, process stopped): samples that
@@ -118,22 +138,41 @@ class SensorPipeline:
         self._stall_origin = now
 
     async def check_stall(self) -> None:
-        """Called periodically: a connected link with no samples is a stall."""
+        """Called periodically: a connected link over which the band sends nothing is a
+        stall. Notifications that decode to no samples (a stream of one IMU sensor lost
+        while the other's arrives) are a gap, not a stall, unless they go on for four
+        times as long."""
         if not self.link.connected or self.last_sample_at is None or self.stalled:
             return
         if self._storing:
-            return
-        since = max(self.last_sample_at, self._stall_origin)
-        if time.monotonic() - since > self.cfg.stall_after_s:
+            return  # waiting on its own outbox write is no stall of the band
+        now = time.monotonic()
+        heard = max(self.last_sample_at, last_data_at(self.source) or 0.0, self._stall_origin)
+        silent = now - heard > self.cfg.stall_after_s
+        since_samples = now - max(self.last_sample_at, self._stall_origin)
+        if silent or since_samples > 4 * self.cfg.stall_after_s:
             self.stalled = True
-            self.log.warning("stall", no_samples_for_s=self.cfg.stall_after_s)
+            self.log.warning(
+                "stall",
+                no_samples_for_s=round(now - self.last_sample_at, 1),
+                no_data_for_s=round(now - heard, 1),
+            )
             await self._technical("sensor.stall")
-            force_reconnect(self.source, "no samples while the link claims to be up")
+            force_reconnect(
+                self.source,
+                "nothing from the band while the link claims to be up"
+                if silent
+                else "notifications arrive but decode to no samples",
+            )
         self._publish_status()
 
     async def finish(self) -> None:
         for ev in self.detector.flush():
             await self._episode_event(ev)
+        self.record.flush(self.detector)
+        # The retained status must not go on saying "connected" once the daemon is gone.
+        self.link = LinkStatus(False, self.link.battery_pct, "daemon stopped")
+        self._publish_status(force=True)
 
     # -- payloads ------------------------------------------------------------------------
 
@@ -180,6 +219,7 @@ class SensorPipeline:
         )
         await self._store(payload, (f"{self.cfg.bed}/{self.cfg.id}", episode, not ended))
         self._publish_state(None if ended else payload)
+        self.record.on_event(ev, payload, self.detector)
 
     async def _store(
         self, payload: dict[str, Any], episode: tuple[str, int, bool] | None = None
@@ -226,10 +266,8 @@ class SensorPipeline:
 
     def status(self) -> dict[str, Any]:
         stats = self.detector.stats
-        received = sum(n for _, n in self._arrivals)
-        span = (self._arrivals[-1][0] - self._arrivals[0][0]) if len(self._arrivals) > 1 else 0
-        expected = stats.samples + stats.missing_samples
-        loss = stats.missing_samples / expected if expected else 0.0
+        loss = self.meter.loss
+        rate = self.meter.rate_hz()
         age = (time.monotonic() - self.last_sample_at) if self.last_sample_at else None
         return {
             **self._identity(),
@@ -237,9 +275,9 @@ class SensorPipeline:
             "link": "connected" if self.link.connected else "disconnected",
             "link_detail": self.link.detail,
             "battery_pct": self.link.battery_pct,
-            "rate_hz": round(received / span, 1) if span > 0 else None,
+            "rate_hz": round(rate, 1) if rate is not None else None,  # on the band's clock
             "nominal_rate_hz": self.source.fs,
-            "packet_loss": round(loss, 4),
+            "packet_loss": round(loss, 4),  # samples lost while the link was up
             "signal_gaps": stats.gaps,  # lost packets and link outages seen in sample times
             "invalid_samples": stats.nan_rows,
             "malformed_packets": malformed_packets(self.source),
@@ -249,7 +287,7 @@ class SensorPipeline:
             "quality": "stalled" if self.stalled else ("lossy" if loss > 0.1 else "ok"),
         }
 
-    def _publish_status(self) -> None:
+    def _publish_status(self, force: bool = False) -> None:
         """On any change of what a nurse would act on, and at least every 5 s."""
         status = self.status()
         key = {
@@ -258,6 +296,6 @@ class SensorPipeline:
             if k not in ("time", "last_sample_age_s", "rate_hz", "packet_loss")
         }
         now = time.monotonic()
-        if key != self._last_status_key or now - self._last_status_at >= 5.0:
+        if force or key != self._last_status_key or now - self._last_status_at >= 5.0:
             self._last_status_key, self._last_status_at = key, now
             self.publisher.set_retained(self.status_topic, status)

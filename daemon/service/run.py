@@ -68,7 +68,7 @@ async def run_service(cfg: Config, speed: float = 1.0) -> int:
         )
     await _end_interrupted(outbox, publisher)
     pipelines = [
-        SensorPipeline(s, src, publisher, cfg.mqtt.topic_prefix)
+        SensorPipeline(s, src, publisher, cfg.mqtt.topic_prefix, cfg.daemon.state_dir)
         for s, src in zip(cfg.sensors, sources, strict=True)
     ]
     stop = asyncio.Event()
@@ -79,6 +79,7 @@ async def run_service(cfg: Config, speed: float = 1.0) -> int:
     log.info(
         "starting",
         daemon=cfg.daemon.id,
+        client_id=publisher.client_id,
         sensors=[p.cfg.id for p in pipelines],
         pending_events=len(outbox),
     )

@@ -50,6 +50,13 @@ def reconnects(source: Source) -> int:
     return int(getattr(source, "reconnects", 0))
 
 
+def last_data_at(source: Source) -> float | None:
+    """Host monotonic time the source last heard from its band, samples or not (None for
+    sources that cannot tell)."""
+    at = getattr(source, "last_data_at", None)
+    return float(at) if at is not None else None
+
+
 def force_reconnect(source: Source, reason: str) -> bool:
     """Ask a source with a link to tear it down and reconnect; False if it has none."""
     hook = getattr(source, "force_reconnect", None)

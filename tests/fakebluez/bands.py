@@ -31,6 +31,32 @@ ATT_WRITE_NOT_PERMITTED = ("org.bluez.Error.Failed", "Operation failed with ATT 
 Frames = Callable[[np.ndarray, np.ndarray], list[tuple[str, bytes]]]
 
 
+class RadioLoss:
+    """Whole notifications lost on the air, as a radio loses them: each with probability
+    `p` (seeded), and every one whose samples end inside one of `windows` (band time, s).
+    `only(uuid, data)` limits the loss to some notifications (one Polar stream, say)."""
+
+    def __init__(
+        self,
+        p: float = 0.0,
+        seed: int = 0,
+        windows: tuple[tuple[float, float], ...] = (),
+        only: Callable[[str, bytes], bool] | None = None,
+    ) -> None:
+        self.p, self.windows, self.only = p, windows, only
+        self._rng = np.random.default_rng(seed)
+        self.dropped = 0
+
+    def drops(self, uuid: str, data: bytes, band_t: float) -> bool:
+        if self.only is not None and not self.only(uuid, data):
+            return False
+        lost = any(a <= band_t < b for a, b in self.windows) or (
+            self.p > 0 and self._rng.random() < self.p
+        )
+        self.dropped += lost
+        return lost
+
+
 class VirtualBand(Peripheral):
     """Streams `band` (sampled at band.fs) at the band's current rate, decimating when
     the rate is lower, in real time; the band's clock runs on while nobody listens."""
@@ -45,6 +71,10 @@ class VirtualBand(Peripheral):
         )
         self.commands: list[tuple[str, bytes]] = []
         self.samples_sent = 0
+        # Radio loss (None: a perfect radio) and its ground truth: samples of which some
+        # notification never arrived (a Verity pair, a Movesense message in two parts).
+        self.loss: RadioLoss | None = None
+        self.samples_lost = 0
         self.rate: float = band.fs
         self._task: asyncio.Task[None] | None = None
         self._clock_start: float | None = None
@@ -85,6 +115,13 @@ class VirtualBand(Peripheral):
     def streaming(self) -> bool:
         return self._task is not None
 
+    def clock(self) -> float:
+        """The band's own clock, in seconds: it starts with the first stream and runs on
+        while nobody listens (0 before that)."""
+        if self._clock_start is None:
+            return 0.0
+        return asyncio.get_running_loop().time() - self._clock_start
+
     async def _stream(self, link: Link, rate: float, per_notify: int, frames: Frames) -> None:
         step = round(self.band.fs / rate)
         if step < 1 or abs(self.band.fs / step - rate) > 1e-6:
@@ -98,10 +135,15 @@ class VirtualBand(Peripheral):
             # A notification leaves once its last sample has been taken, not before.
             await asyncio.sleep(max(0.0, start + (sent + per_notify) / rate - loop.time()))
             t, x = self.band.next_chunk(per_notify * step)
+            lost = False
             for uuid, data in frames(t[::step], x[::step]):
-                link.notify(uuid, data)
+                if self.loss is not None and self.loss.drops(uuid, data, float(t[-1])):
+                    lost = True
+                else:
+                    link.notify(uuid, data)
             sent += per_notify
             self.samples_sent += per_notify
+            self.samples_lost += per_notify if lost else 0
 
 
 # -- Polar PMD -------------------------------------------------------------------------------
@@ -138,12 +180,18 @@ class VirtualPolar(VirtualBand):
         address: str = "A0:9E:1A:00:00:02",
         battery: int = 64,
         mtu: int = 247,
+        frame: int | None = None,
+        sdk: bool = True,
     ) -> None:
         name = "Polar H10 0A1B2C3D" if model == "H10" else "Polar Sense B5E1F002"
         super().__init__(band, name, address, battery)
         self.model, self.mtu = model, mtu
-        features = bytes([0x0F, 0x05, 0, 0]) if model == "H10" else bytes([0x0F, 0x6E, 0, 0])
-        self.rates = [25, 50, 100, 200] if model == "H10" else [26, 52, 104, 208, 416]
+        self.frame = frame  # samples per data frame (real bands: ~30-70); default rate / 10
+        # The Verity Sense offers SDK mode (byte 2, bit 1) and, outside it, 52 Hz only.
+        features = bytes([0x0F, 0x05, 0, 0]) if model == "H10" else bytes([0x0F, 0x6E, 0x02, 0])
+        if not sdk:  # firmware before 1.1.5
+            features = bytes([0x0F, 0x6E, 0, 0])
+        self.sdk, self.sdk_mode = sdk and model != "H10", False
         self.services = [
             Service(
                 polar.SERVICE,
@@ -167,7 +215,14 @@ class VirtualPolar(VirtualBand):
             return
         opcode, mtype = data[0], data[1]
         supported = (polar.ACC,) if self.model == "H10" else (polar.ACC, polar.GYRO)
-        if mtype not in supported:
+        if mtype == polar.SDK_MODE and self.sdk and opcode in (polar.START, polar.STOP):
+            if self.started:
+                return self._reply(opcode, mtype, 12)  # INVALID_STATE: streams running
+            if self.sdk_mode == (opcode == polar.START):
+                return self._reply(opcode, mtype, 6)  # ALREADY_IN_STATE
+            self.sdk_mode = opcode == polar.START
+            self._reply(opcode, mtype, 0)
+        elif mtype not in supported:
             self._reply(opcode, mtype, 2)  # INVALID_MEASUREMENT_TYPE
         elif opcode == polar.GET_SETTINGS:
             rates = b"".join(r.to_bytes(2, "little") for r in self.rates)
@@ -209,10 +264,17 @@ class VirtualPolar(VirtualBand):
             params = b""  # raw frames carry no FACTOR
         self._reply(polar.START, mtype, 0, params)
         if polar.ACC in self.started and (self.model == "H10" or polar.GYRO in self.started):
-            self.start_stream(rate, max(1, rate // 10), self._frames)
+            self.start_stream(rate, self.frame or max(1, rate // 10), self._frames)
+
+    @property
+    def rates(self) -> list[int]:
+        if self.model == "H10":
+            return [25, 50, 100, 200]
+        return [26, 52, 104, 208, 416] if self.sdk_mode else [52]
 
     def on_disconnect(self) -> None:
         self.started.clear()
+        self.sdk_mode = False  # assumed: the real band's behaviour here is not documented
         super().on_disconnect()
 
     def _frames(self, t: np.ndarray, x: np.ndarray) -> list[tuple[str, bytes]]:

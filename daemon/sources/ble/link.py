@@ -103,6 +103,11 @@ class BleSource:
     def malformed(self) -> int:
         return self.profile.stats.malformed
 
+    @property
+    def last_data_at(self) -> float | None:
+        """When the band last sent anything (for the stall check: a stall is silence)."""
+        return self.profile.last_data_at
+
     def force_reconnect(self, reason: str) -> None:
         """The stall alarm's lever: a link that says it is up but delivers nothing (a dead
         bluetoothd leaves bleak reporting "connected") is torn down and set up again."""

@@ -92,6 +92,7 @@ class BandProfile:
         self.fs = float(cfg.rate)
         self.n_channels = 6 if self.sensor == "imu6" else 3 if self.sensor == "acc3" else 1
         self.stats = ParserStats()
+        self.last_data_at: float | None = None  # host time of the last notification
         self._emit: Emit | None = None
         self.device_clock = DeviceClock()
         self.host_clock = HostClock(self.fs)
@@ -114,7 +115,7 @@ class BandProfile:
         return None
 
     def _on_data(self, _c: object, data: bytearray) -> None:
-        now = time.monotonic()
+        now = self.last_data_at = time.monotonic()
         for s in self.parser.feed(bytes(data)):
             self._send(s, now)
 
@@ -163,19 +164,23 @@ class MovesenseProfile(BandProfile):
 class PolarProfile(BandProfile):
     """Polar PMD: H10 accelerometer (acc3) or Verity Sense accelerometer + gyroscope
     (imu6). Checks the MTU (PMD needs 232), enables control-point indications before
-    any command, asks the band which settings it offers, starts each measurement with
-    them and keeps the FACTOR each start reply carries; STOP on stop."""
+    any command, puts a Verity Sense in SDK mode for a rate other than 52 Hz, asks the
+    band which settings it offers, starts each measurement with them and keeps the FACTOR
+    each start reply carries; STOP on stop (and SDK mode off again)."""
 
     name = "polar"
 
     def __init__(self, cfg: BleConfig) -> None:
         super().__init__(cfg)
+        model = polar.MODELS[cfg.polar_model or "verity"]
+        self.sdk_mode = cfg.polar_model == "verity" and cfg.rate not in model.normal_rates
         self.types = [polar.ACC, polar.GYRO] if self.sensor == "imu6" else [polar.ACC]
         self.parsers = {m: polar.PolarParser(m, self.fs) for m in self.types}
         for p in self.parsers.values():
             p.stats = self.stats  # one count of malformed frames for the band
         self._replies: asyncio.Queue[polar.ControlResponse] = asyncio.Queue()
-        self._pending: dict[int, list[tuple[FloatArray, FloatArray]]] = {}
+        self._pending: dict[int, tuple[FloatArray, FloatArray]] = {}
+        self.unpaired = 0  # samples whose pair the other stream lost
 
     def _on_control(self, _c: object, data: bytearray) -> None:
         reply = polar.parse_control(bytes(data))
@@ -185,7 +190,7 @@ class PolarProfile(BandProfile):
         self._replies.put_nowait(reply)
 
     def _on_data(self, _c: object, data: bytearray) -> None:
-        now = time.monotonic()
+        now = self.last_data_at = time.monotonic()
         mtype = data[0] & 0x3F if data else -1
         parser = self.parsers.get(mtype)
         if parser is None:
@@ -202,23 +207,44 @@ class PolarProfile(BandProfile):
                 self._merge(mtype, s.device_t, values, now)
 
     def _merge(self, mtype: int, t: FloatArray, values: FloatArray, now: float) -> None:
-        """ACC and GYRO arrive as separate frames at the same rate: pair them in order.
-        If one stream stops, the other's backlog is bounded to two seconds."""
-        queue = self._pending.setdefault(mtype, [])
-        queue.append((t, values))
+        """ACC and GYRO arrive as separate frames, each stamped by the band's clock: pair
+        their samples by time (within half a period). A sample the other stream has gone
+        past without a partner lost it to a dropped frame: it is left out, so the loss is
+        a gap in the paired stream, never a shift of one stream against the other. What
+        the other stream has not reached yet waits, for at most two seconds."""
+        old_t, old_v = self._pending.get(mtype, (t[:0], values[:0]))
+        self._pending[mtype] = (np.concatenate([old_t, t]), np.vstack([old_v, values]))
         acc, gyr = self._pending.get(polar.ACC), self._pending.get(polar.GYRO)
-        if not acc or not gyr:
-            limit = int(2 * self.fs)
-            while sum(v.shape[0] for _, v in queue) > limit:
-                dropped = queue.pop(0)[1].shape[0]
-                self.stats.bad(f"{dropped} samples without their pair from the other stream")
+        if acc is None or gyr is None or not acc[0].size or not gyr[0].size:
+            self._bound()
             return
-        at, av = np.concatenate([a[0] for a in acc]), np.vstack([a[1] for a in acc])
-        gt, gv = np.concatenate([g[0] for g in gyr]), np.vstack([g[1] for g in gyr])
-        n = min(av.shape[0], gv.shape[0])
-        self._pending[polar.ACC] = [(at[n:], av[n:])] if av.shape[0] > n else []
-        self._pending[polar.GYRO] = [(gt[n:], gv[n:])] if gv.shape[0] > n else []
-        self._send(BandSamples(n, at[:n], acc=av[:n], gyr=gv[:n]), now)
+        (at, av), (gt, gv) = acc, gyr
+        tol = 0.5 / self.fs
+        horizon = min(at[-1], gt[-1]) + tol  # past this the other stream may still come
+        j = np.clip(np.searchsorted(gt, at), 1, gt.size) - 1
+        nxt = np.minimum(j + 1, gt.size - 1)
+        pick = np.where(np.abs(gt[nxt] - at) < np.abs(gt[j] - at), nxt, j)
+        paired = np.abs(gt[pick] - at) <= tol
+        ready_a, ready_g = at <= horizon, gt <= horizon
+        use = paired & ready_a
+        taken = np.zeros(gt.size, dtype=bool)
+        taken[pick[use]] = True
+        self.unpaired += int(np.count_nonzero(ready_a & ~use))
+        self.unpaired += int(np.count_nonzero(ready_g & ~taken))
+        self._pending[polar.ACC] = (at[~ready_a], av[~ready_a])
+        self._pending[polar.GYRO] = (gt[~ready_g], gv[~ready_g])
+        n = int(np.count_nonzero(use))
+        if n:
+            self._send(BandSamples(n, at[use], acc=av[use], gyr=gv[pick[use]]), now)
+        self._bound()
+
+    def _bound(self) -> None:
+        """A stream that stopped must not let the other's backlog grow without end."""
+        limit = int(2 * self.fs)
+        for mtype, (t, v) in self._pending.items():
+            if t.size > limit:
+                self.unpaired += t.size - limit
+                self._pending[mtype] = (t[-limit:], v[-limit:])
 
     async def _command(self, client: BleakClient, data: bytes) -> polar.ControlResponse:
         while not self._replies.empty():
@@ -247,6 +273,8 @@ class PolarProfile(BandProfile):
         features = bytes(await client.read_gatt_char(polar.CONTROL))
         await client.start_notify(polar.CONTROL, self._on_control)
         await client.start_notify(polar.DATA, self._on_data)
+        if self.sdk_mode:
+            await self._enter_sdk_mode(client, features)
         for mtype in self.types:
             if len(features) < 2 or not features[1] & (1 << mtype):
                 what = "accelerometer" if mtype == polar.ACC else "gyroscope"
@@ -270,6 +298,19 @@ class PolarProfile(BandProfile):
                 raise BandSetupError(f"Polar start refused: {reply.status_name}")
             self.parsers[mtype].restart(reply.factor())
 
+    async def _enter_sdk_mode(self, client: BleakClient, features: bytes) -> None:
+        """Verity Sense: ACC/GYRO at 26-416 Hz need SDK mode (it turns the band's own
+        HR/PPI algorithms off until it is left again). Asked even when the features do
+        not list it (some firmware may not say): the band's answer decides."""
+        listed = len(features) >= 3 and bool(features[2] & (1 << (polar.SDK_MODE - 8)))
+        reply = await self._command(client, polar.start(polar.SDK_MODE, {}))
+        if not reply.ok and reply.status != 6:  # ALREADY_IN_STATE: it is in SDK mode
+            why = "" if listed else ", and its features do not list it (firmware 1.1.5+ has it)"
+            raise BandSetupError(
+                f"Verity Sense refused SDK mode ({reply.status_name}{why}), which rate_hz "
+                f"{self.cfg.rate} needs; rate_hz = 52 needs none"
+            )
+
     def _choose(self, mtype: int, offered: dict[int, list[int]]) -> dict[int, int]:
         rates = offered.get(polar.SAMPLE_RATE, [])
         if self.cfg.rate not in rates:
@@ -291,6 +332,8 @@ class PolarProfile(BandProfile):
     async def _stop(self, client: BleakClient) -> None:
         for mtype in self.types:
             await client.write_gatt_char(polar.CONTROL, polar.stop(mtype), response=True)
+        if self.sdk_mode:
+            await client.write_gatt_char(polar.CONTROL, polar.stop(polar.SDK_MODE), response=True)
 
 
 class ThingyProfile(BandProfile):

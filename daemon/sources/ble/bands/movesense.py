@@ -57,6 +57,9 @@ class MovesenseParser:
         self._pending: bytes | None = None  # a full first part waiting for its second
         self._last_ts: int | None = None
         self._wraps = 0
+        # Halves of a two-part message whose other half never came: radio loss, not a
+        # malformed packet (the samples show as a gap in the times).
+        self.orphan_parts = 0
 
     def feed(self, data: bytes) -> list[BandSamples]:
         self.stats.packets += 1
@@ -76,7 +79,8 @@ class MovesenseParser:
                 out += self._decode(bytes(data))
         elif resp == DATA_PART2:
             if self._pending is None:
-                self.stats.bad("second part without a first")
+                self.orphan_parts += 1  # its first part was lost
+                self.stats.ignored += 1
             else:
                 joined, self._pending = self._pending + bytes(data[2:]), None
                 out += self._decode(joined)
@@ -89,6 +93,10 @@ class MovesenseParser:
         if self._pending is None:
             return []
         pending, self._pending = self._pending, None
+        if (len(pending) - 6) % (12 * len(self.blocks)):
+            self.orphan_parts += 1  # a first part that needed its lost second part
+            self.stats.ignored += 1
+            return []
         return self._decode(pending)
 
     def _decode(self, msg: bytes) -> list[BandSamples]:
@@ -99,7 +107,8 @@ class MovesenseParser:
             return []
         n = body // size
         (ts,) = struct.unpack_from("<I", msg, 2)
-        values = np.frombuffer(msg, dtype="<f4", offset=6).astype(np.float64)
+        with np.errstate(invalid="ignore"):  # NaN bit patterns: rejected just below
+            values = np.frombuffer(msg, dtype="<f4", offset=6).astype(np.float64)
         if not np.all(np.isfinite(values)):
             self.stats.bad("non-finite sample values")
             return []

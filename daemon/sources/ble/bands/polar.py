@@ -45,6 +45,76 @@ STATUS = {
 EPOCH_2000_NS = 946_684_800_000_000_000
 
 
+SDK_MODE = 9  # Verity Sense: a measurement "type" that unlocks ACC/GYRO rates beyond 52 Hz
+
+
+@dataclass(frozen=True)
+class Model:
+    """What one Polar band can stream, as clonusd drives it (sensor_protocols.md 2.5)."""
+
+    key: str  # the config's `model`
+    label: str
+    names: tuple[str, ...]  # advertised name prefixes
+    rates: dict[str, tuple[int, ...]]  # sensor kind -> rates; the first kind is the default
+    default_rate: int
+    normal_rates: tuple[int, ...]  # rates without SDK mode (others need it)
+
+
+MODELS = {
+    "h10": Model("h10", "Polar H10", ("Polar H10",), {"acc3": (25, 50, 100, 200)}, 100, ()),
+    "verity": Model(
+        "verity",
+        "Polar Verity Sense",
+        ("Polar Sense",),
+        {kind: (26, 52, 104, 208, 416) for kind in ("imu6", "acc3")},
+        52,
+        (52,),
+    ),
+}
+
+
+def model_from_name(name: str | None) -> Model | None:
+    """The model an advertised name (or a GAP device name) shows, if any."""
+    for model in MODELS.values():
+        if name and name.startswith(model.names):
+            return model
+    return None
+
+
+def check_config(
+    model: str | None, name: str | None, sensor: str | None, rate_hz: int | None
+) -> tuple[Model, str, int]:
+    """(model, sensor kind, rate) for a Polar band's config; ValueError naming the fix for
+    what that model cannot do. The model is the config's or the advertised name's; an
+    imu6 sensor can only be a Verity Sense (the H10 has no gyroscope)."""
+    named = model_from_name(name)
+    if model is not None and named is not None and named.key != model:
+        raise ValueError(f'model = "{model}", but the name {name!r} is a {named.label}')
+    m = MODELS[model] if model is not None else named
+    if m is None and sensor == "imu6":
+        m = MODELS["verity"]
+    if m is None:
+        raise ValueError(
+            'profile "polar": say which band with model = "h10" or "verity" '
+            "(it cannot be told from the config's address or name)"
+        )
+    kind = sensor or next(iter(m.rates))
+    if kind not in m.rates:
+        fix = " or ".join(f'sensor = "{k}"' for k in m.rates)
+        lacks = f"gives no {kind}"
+        if kind == "imu6":
+            lacks = "has no gyroscope (a Verity Sense has one)"
+        raise ValueError(f"a {m.label} {lacks}: set {fix}")
+    rate = rate_hz if rate_hz is not None else m.default_rate
+    if rate not in m.rates[kind]:
+        offered = ", ".join(map(str, m.rates[kind]))
+        raise ValueError(
+            f"a {m.label} streams {kind} at {offered} Hz, not {rate}: "
+            f"set rate_hz = {m.default_rate} or another of those"
+        )
+    return m, kind, rate
+
+
 def get_settings(mtype: int) -> bytes:
     return bytes([GET_SETTINGS, mtype])
 
@@ -127,6 +197,8 @@ def decode_delta(content: bytes, channels: int, resolution: int) -> np.ndarray:
         o += 2
         if bits_w == 0 or bits_w > 32:
             raise ValueError(f"delta width {bits_w} bits")
+        if count == 0:
+            raise ValueError("delta block of 0 samples")
         nbytes = (bits_w * channels * count + 7) // 8
         if o + nbytes > len(content):
             raise ValueError("truncated delta block")
@@ -140,7 +212,15 @@ def decode_delta(content: bytes, channels: int, resolution: int) -> np.ndarray:
 
 
 class PolarParser:
-    """Decodes data frames of one measurement type (ACC or GYRO) into SI units."""
+    """Decodes data frames of one measurement type (ACC or GYRO) into SI units.
+
+    A frame stamps only its last sample. Its samples are spaced by the time since the
+    previous frame's stamp over its own count, when that is close to the nominal period
+    (so a band whose clock runs a little off keeps its own rate); when it is not (frames
+    were lost in between, or the stamp is off), by the last good spacing, and the samples
+    not accounted for are counted in `lost_samples` (they show as a gap in the times)."""
+
+    tolerance = 0.25  # a measured period within 25 % of nominal is the band's own
 
     def __init__(self, mtype: int, sample_rate: float, factor: float = 1.0) -> None:
         if mtype not in (ACC, GYRO):
@@ -149,13 +229,18 @@ class PolarParser:
         self.rate = sample_rate
         self.factor = factor
         self.stats = ParserStats()
+        self.gaps = 0  # places where frames went missing
+        self.lost_samples = 0
         self._prev_ts: int | None = None
+        self._step = 1e9 / sample_rate  # ns between samples, as last measured
 
     def restart(self, factor: float | None) -> None:
         """A new measurement started: its FACTOR (from the start reply; 1 if none), and
         no sample spacing carried over from the previous one."""
-        self.factor = factor if factor is not None else 1.0
+        # A FACTOR that is no number (a garbled reply) would turn every sample into NaN.
+        self.factor = factor if factor is not None and np.isfinite(factor) and factor else 1.0
         self._prev_ts = None
+        self._step = 1e9 / self.rate
 
     def feed(self, data: bytes) -> list[BandSamples]:
         self.stats.packets += 1
@@ -177,16 +262,28 @@ class PolarParser:
         if n == 0:
             self.stats.bad("no samples")
             return []
-        step = (
-            (ts - self._prev_ts) / n
-            if self._prev_ts is not None and ts > self._prev_ts
-            else 1e9 / self.rate
-        )
+        step = self._spacing(ts, n)
         self._prev_ts = ts
         device_t = (ts - (n - 1 - np.arange(n)) * step) / 1e9  # seconds since 2000-01-01
         if self.mtype == ACC:
             return [BandSamples(n, device_t, acc=values)]
         return [BandSamples(n, device_t, gyr=values)]
+
+    def _spacing(self, ts: int, n: int) -> float:
+        """The ns between this frame's samples (see the class docstring)."""
+        nominal = 1e9 / self.rate
+        if self._prev_ts is None or ts <= self._prev_ts:
+            return self._step
+        span = ts - self._prev_ts
+        measured = span / n
+        if abs(measured - nominal) <= self.tolerance * nominal:
+            self._step = measured
+            return measured
+        missing = round(span / self._step) - n
+        if missing > 0:
+            self.gaps += 1
+            self.lost_samples += missing
+        return self._step
 
     def _values(self, content: bytes, compressed: bool, ftype: int) -> np.ndarray:
         if not compressed:

@@ -1,0 +1,1 @@
+"""The central station (`clonusd web`): server and page."""
