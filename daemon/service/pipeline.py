@@ -72,6 +72,7 @@ class SensorPipeline:
         self._stall_origin = 0.0  # no stall counts from before this (the loop was held up)
         self._storing = False
         self._episode_ids: dict[int, int] = {}  # detector's episode number -> daemon-wide id
+        self._ended_ids: dict[int, int] = {}  # the same, for the last episodes that ended
         self.stalled = False
         self.started_streaming = asyncio.Event()
         self.meter = SignalMeter(source.fs)
@@ -209,7 +210,13 @@ class SensorPipeline:
         ended = ev.event == "clonus.end"
         if ended:
             del self._episode_ids[ev.episode]
+            self._ended_ids[ev.episode] = episode
+            while len(self._ended_ids) > 16:
+                del self._ended_ids[next(iter(self._ended_ids))]
         payload["episode"] = episode
+        follows = payload.get("follows_episode")
+        if isinstance(follows, int) and follows in self._ended_ids:
+            payload["follows_episode"] = self._ended_ids[follows]  # in the daemon's ids too
         self.log.info(
             ev.event,
             episode=episode,
