@@ -82,9 +82,14 @@ def main() -> None:
 
     original_publish = Publisher.publish_event
 
-    async def publish(self: Publisher, topic: str, payload: dict[str, Any]) -> None:
-        received_at[payload["id"]] = current[id(self)]
-        await original_publish(self, topic, payload)
+    async def publish(
+        self: Publisher,
+        topic: str,
+        payload: dict[str, Any],
+        episode: tuple[str, int, bool] | None = None,
+    ) -> None:
+        received_at[payload["id"]] = current.get(id(self), time.monotonic())
+        await original_publish(self, topic, payload, episode)
 
     pipeline_mod.SensorPipeline._samples = samples  # type: ignore[method-assign]
     Publisher.publish_event = publish  # type: ignore[method-assign]

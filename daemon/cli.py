@@ -168,11 +168,15 @@ def _run(args: argparse.Namespace) -> int:
     import asyncio
 
     from clonusd.daemon.config import load_config
+    from clonusd.daemon.mqtt.outbox import StorageError
     from clonusd.daemon.service.run import run_service
 
     cfg = load_config(args.config)
     configure_logging(args.log_level if args.log_level != "info" else cfg.daemon.log_level)
-    return asyncio.run(run_service(cfg, speed=args.speed))
+    try:
+        return asyncio.run(run_service(cfg, speed=args.speed))
+    except StorageError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _monitor(args: argparse.Namespace) -> int:
@@ -251,8 +255,10 @@ def _scan(args: argparse.Namespace) -> int:
 
 def _check_config(args: argparse.Namespace) -> int:
     from clonusd.daemon.config import load_config
+    from clonusd.daemon.service.preflight import build_sources
 
     cfg = load_config(args.file)
+    build_sources(cfg)  # the files it names, each source, each detector: what run needs
     print(f"{args.file}: ok ({len(cfg.sensors)} sensor(s), broker {cfg.mqtt.host}:{cfg.mqtt.port})")
     return 0
 

@@ -6,8 +6,11 @@ fix the file without reading code. Secrets are `SecretStr`: they never print.
 
 from __future__ import annotations
 
+import math
 import re
 import socket
+import ssl
+import struct
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -40,10 +43,10 @@ class _Strict(BaseModel):
 
 
 class MqttConfig(_Strict):
-    host: str = "localhost"
+    host: str = Field("localhost", min_length=1, max_length=253)
     port: int = Field(1883, ge=1, le=65535)
-    client_id: str | None = None  # default "clonusd-<daemon id>": unique per host
-    topic_prefix: str = "clonusd"
+    client_id: str | None = Field(None, min_length=1, max_length=128)  # clonusd-<daemon id>
+    topic_prefix: str = Field("clonusd", max_length=200)
     username: str | None = None
     password: SecretStr | None = None
     password_file: Path | None = None
@@ -55,7 +58,13 @@ class MqttConfig(_Strict):
     @field_validator("topic_prefix")
     @classmethod
     def _prefix(cls, v: str) -> str:
-        if not v or any(c in v for c in "#+") or v.startswith("/") or v.endswith("/"):
+        if (
+            not v
+            or any(c in v for c in "#+\0")
+            or v.startswith("/")
+            or v.endswith("/")
+            or "//" in v
+        ):
             raise ValueError("must be a plain topic path without wildcards or edge slashes")
         return v
 
@@ -72,11 +81,18 @@ class MqttConfig(_Strict):
             return self.password.get_secret_value()
         if self.password_file is not None:
             try:
-                return self.password_file.read_text().strip()
+                secret = self.password_file.read_bytes()[:4096].decode("utf-8").strip()
             except OSError as exc:
                 raise ConfigError(
                     f"mqtt.password_file: cannot read {self.password_file}: {exc.strerror}"
                 ) from None
+            except UnicodeDecodeError:
+                raise ConfigError(
+                    f"mqtt.password_file: {self.password_file} is not UTF-8 text"
+                ) from None
+            if not secret:
+                raise ConfigError(f"mqtt.password_file: {self.password_file} is empty")
+            return secret
         return None
 
 
@@ -92,13 +108,13 @@ class DetectorOverrides(_Strict):
     @field_validator("band_hz", "rate_hz")
     @classmethod
     def _ordered(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
-        if v is not None and not 0 < v[0] < v[1]:
-            raise ValueError("must be [low, high] with 0 < low < high")
+        if v is not None and not 0.1 <= v[0] < v[1] <= 500:
+            raise ValueError("must be [low, high] in Hz with 0.1 <= low < high <= 500")
         return v
 
 
 class ScheduledEpisode(_Strict):
-    at_s: float = Field(ge=0)
+    at_s: float = Field(ge=0, le=1e7)
     beats: int = Field(ge=1, le=500)
     frequency_hz: float = Field(5.5, gt=2, lt=12)
 
@@ -106,14 +122,14 @@ class ScheduledEpisode(_Strict):
 class SimulatedSource(_Strict):
     kind: Literal["simulated"]
     sensor: Literal["imu6", "acc3", "emg"] = "imu6"
-    fs_hz: float = Field(200.0, gt=0, le=4000)
+    fs_hz: float = Field(200.0, ge=10, le=4000)
     chunk: int = Field(8, ge=1, le=200)  # samples per notification
-    amplitude: float = Field(60.0, gt=0)  # deg/s (imu6), m/s^2 (acc3), mV (emg)
-    noise: float = Field(2.0, ge=0)
-    episodes: list[ScheduledEpisode] = Field(default_factory=list)
-    random_every_s: float | None = Field(None, gt=0)  # random episodes on average this often
-    stall_at_s: float | None = Field(None, ge=0)  # stop sending while "connected" (tests)
-    seed: int = 0
+    amplitude: float = Field(60.0, gt=0, le=1e5)  # deg/s (imu6), m/s^2 (acc3), mV (emg)
+    noise: float = Field(2.0, ge=0, le=1e5)
+    episodes: list[ScheduledEpisode] = Field(default_factory=list, max_length=10000)
+    random_every_s: float | None = Field(None, ge=1, le=1e7)  # random episodes this often
+    stall_at_s: float | None = Field(None, ge=0, le=1e7)  # stop sending while "connected"
+    seed: int = Field(0, ge=0, le=2**31)
 
 
 class ReplaySource(_Strict):
@@ -162,6 +178,18 @@ class GenericBand(_Strict):
     sync: str | None = None  # hex, e.g. "55 61": cut frames of `length` bytes at this header
     length: int | None = Field(None, ge=1, le=512)
 
+    @field_validator("record")
+    @classmethod
+    def _record(cls, v: str) -> str:
+        # Sized before anything is built from it: "<1000000000h" must not allocate 2 GB.
+        try:
+            size = struct.calcsize(v)
+        except struct.error as exc:
+            raise ValueError(f"not a struct format: {exc}") from None
+        if not 0 < size <= 512:
+            raise ValueError(f"a record of {size} bytes cannot come in a BLE notification")
+        return v
+
     @field_validator("sync")
     @classmethod
     def _sync(cls, v: str | None) -> str | None:
@@ -179,6 +207,10 @@ class GenericBand(_Strict):
 
     @model_validator(mode="after")
     def _layout(self) -> GenericBand:
+        if len(self.fields) > 64 or (self.scale is not None and len(self.scale) > 64):
+            raise ValueError("at most 64 fields")
+        if self.scale is not None and not all(math.isfinite(x) for x in self.scale):
+            raise ValueError("scale must be finite numbers")
         self.parser()  # a layout the parser refuses is named here, at load time
         names = set(self.fields)
         need = {
@@ -300,7 +332,7 @@ class SensorConfig(_Strict):
     side: Literal["left", "right", "unknown"] = "unknown"
     source: SourceConfig
     detector: DetectorOverrides = DetectorOverrides()
-    stall_after_s: float = Field(3.0, gt=0, le=300)
+    stall_after_s: float = Field(3.0, ge=0.5, le=300)
 
     def site_params(self) -> SiteParams:
         params = site_params(self.site)
@@ -325,9 +357,13 @@ class DaemonConfig(_Strict):
 
 
 class Config(_Strict):
-    daemon: DaemonConfig = DaemonConfig()
+    daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     mqtt: MqttConfig = MqttConfig()
-    sensors: list[SensorConfig] = Field(min_length=1)
+    sensors: list[SensorConfig] = Field(min_length=1, max_length=64)
+
+    @property
+    def client_id(self) -> str:
+        return self.mqtt.client_id or f"clonusd-{self.daemon.id}"
 
     @model_validator(mode="after")
     def _unique(self) -> Config:
@@ -352,22 +388,61 @@ def _describe(err: dict[str, object]) -> str:
     return f"{loc}: {msg}{shown}"
 
 
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def parse_config(text: str, source: str = "<config>") -> Config:
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: not valid TOML: nested too deeply") from None
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
         lines = [_describe(dict(e)) for e in exc.errors(include_url=False)]
         raise ConfigError(f"{source}: " + "\n  ".join(["invalid configuration:", *lines])) from None
+    except RecursionError:
+        raise ConfigError(f"{source}: invalid configuration: nested too deeply") from None
 
 
 def load_config(path: str | Path) -> Config:
     path = Path(path)
     try:
-        text = path.read_text()
+        with path.open("rb") as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB; not a config")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     return parse_config(text, str(path))
+
+
+def _readable(key: str, path: Path) -> None:
+    try:
+        with path.open("rb") as fh:
+            fh.read(1)
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
+
+
+def check_files(cfg: Config) -> None:
+    """Every file the config names exists and is usable: secrets, TLS material."""
+    m = cfg.mqtt
+    for key in ("password_file", "tls_ca", "tls_cert", "tls_key"):
+        path = getattr(m, key)
+        if path is not None:
+            _readable(f"mqtt.{key}", path)
+    m.resolved_password()
+    if m.tls_ca is not None:
+        try:
+            ctx = ssl.create_default_context(cafile=str(m.tls_ca))
+            if m.tls_cert is not None and m.tls_key is not None:
+                ctx.load_cert_chain(str(m.tls_cert), str(m.tls_key))
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise ConfigError(f"mqtt.tls_ca/tls_cert/tls_key: not usable: {exc}") from None

@@ -49,9 +49,10 @@ ensure_system_packages() {
         missing=()
         have dbus-daemon || missing+=(dbus-daemon)
         have systemd-analyze || missing+=(systemd)
+        have openssl || missing+=(openssl)
         have chromium || missing+=(chromium)
         if [ ${#missing[@]} -gt 0 ]; then
-            apt_install "the fake BlueZ's private bus, systemd-analyze for the unit, and chromium for the central station's browser tests" "${missing[@]}"
+            apt_install "the fake BlueZ's private bus, systemd-analyze for the unit, openssl for a test CA, and chromium for the central station's browser tests" "${missing[@]}"
         fi
     fi
 }

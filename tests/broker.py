@@ -93,7 +93,9 @@ class Subscriber:
 
     opened: ClassVar[list[Subscriber]] = []
 
-    def __init__(self, port: int, topic: str = "clonusd/#") -> None:
+    def __init__(
+        self, port: int, topic: str = "clonusd/#", auth: tuple[str, str] | None = None
+    ) -> None:
         Subscriber.opened.append(self)
         self.messages: list[tuple[float, str, Any, bool]] = []
         self._lock = threading.Lock()
@@ -101,6 +103,8 @@ class Subscriber:
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=f"test-sub-{os.getpid()}-{time.monotonic_ns()}",
         )
+        if auth is not None:
+            self.client.username_pw_set(*auth)
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
         self.client.reconnect_delay_set(0.1, 0.5)
@@ -108,10 +112,10 @@ class Subscriber:
         self.client.loop_start()
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        text = msg.payload.decode()
+        text = msg.payload.decode(errors="replace")
         try:
             payload: Any = json.loads(text)
-        except json.JSONDecodeError:
+        except ValueError:
             payload = text
         with self._lock:
             self.messages.append((time.monotonic(), msg.topic, payload, bool(msg.retain)))
@@ -134,6 +138,9 @@ class Subscriber:
                 and (daemon is None or topic.endswith(f"/daemon/{daemon}/availability"))
             ]
 
+    def availability_reasons(self) -> list[str]:
+        return [p.get("reason", "") for p in self.on("/availability") if isinstance(p, dict)]
+
     def wait_for(self, pred: Callable[[], bool], timeout: float = 30.0) -> bool:
         return wait_for(pred, timeout)
 
@@ -153,6 +160,7 @@ def write_config(
     state_dir: Path,
     episodes: list[dict[str, Any]],
     source: str | None = None,
+    mqtt_extra: str = "",
     daemon_id: str | None = None,
     bed: str = "bed-12",
 ) -> Path:
@@ -170,6 +178,7 @@ state_dir = "{state_dir}"
 host = "127.0.0.1"
 port = {port}
 keepalive_s = 5
+{mqtt_extra}
 [[sensors]]
 id = "ankle-l"
 bed = "{bed}"
@@ -202,10 +211,19 @@ class Daemon:
 
     started: ClassVar[list[Daemon]] = []
 
-    def __init__(self, config: Path, speed: float = 1.0, hostname: str | None = None) -> None:
+    def __init__(
+        self,
+        config: Path,
+        speed: float = 1.0,
+        hostname: str | None = None,
+        env: dict[str, str] | None = None,
+        wrapper: list[str] | None = None,
+    ) -> None:
         self.config = config
         self.speed = speed
         self.hostname = hostname
+        self.env = env
+        self.wrapper = wrapper or []  # e.g. setpriv to run as another user
         self.proc: subprocess.Popen[str] | None = None
         self.log = config.with_suffix(".log")
 
@@ -244,12 +262,23 @@ class Daemon:
                 *cmd,
             ]
         self.proc = subprocess.Popen(
-            cmd,
+            [*self.wrapper, *cmd],
             stdout=subprocess.DEVNULL,
             stderr=self.log.open("a"),
             text=True,
+            env=self.env,
         )
         Daemon.started.append(self)
+
+    def wait(self, timeout: float) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        """Teardown: end the process whatever state it is in."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
     def terminate(self, timeout: float = 15.0) -> int:
         assert self.proc is not None

@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from broker import Daemon, Mosquitto, write_config
 
 from clonusd.daemon.commands.monitor import Board
@@ -123,3 +124,116 @@ def test_a_bed_whose_status_stops_is_shown_as_not_watched() -> None:
     assert board.newly_silent(time.monotonic() + 60) == []
     screen = board.render("b", time.monotonic() + 60)
     assert "DAEMON pi-7 OFFLINE (shutdown)" in screen and "NO STATUS" not in screen
+
+
+MALFORMED: list[tuple[str, bytes]] = (
+    [
+        (topic, payload)
+        for topic in (
+            "clonusd/bed-9/ankle-l/event",
+            "clonusd/bed-9/ankle-l/state",
+            "clonusd/bed-9/ankle-l/status",
+            "clonusd/daemon/pi-9/availability",
+            "clonusd/daemon/pi-9/event",
+        )
+        for payload in (b"[1, 2]", b'"text"', b"42", b"null", b"true", b"\xff\xfe", b"{")
+    ]
+    + [
+        ("clonusd/bed-9/ankle-l/event", json.dumps(p).encode())
+        for p in (
+            {"event": "clonus.onset"},
+            {"event": "clonus.onset", "beats": "six", "frequency_hz": None},
+            {"event": "clonus.end", "beats": 8, "frequency_hz": 5.0},
+            {"event": "clonus.end", "beats": [], "duration_s": {}, "frequency_hz": True},
+            {"event": 7},
+            {"event": "sensor.stall", "side": ["x"], "site": {"a": 1}},
+        )
+    ]
+    + [
+        ("clonusd/bed-9/ankle-l/state", b'{"clonus": true, "beats": "x", "confidence": []}'),
+        ("clonusd/bed-9/ankle-l/status", b'{"packet_loss": "lots", "battery_pct": 1e400}'),
+    ]
+)
+
+
+def _publish_all(port: int, messages: list[tuple[str, bytes]], retain: bool) -> None:
+    import paho.mqtt.client as mqtt
+
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bad-{retain}")
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    for topic, payload in messages:
+        c.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
+    c.loop_stop()
+    c.disconnect()
+
+
+@pytest.mark.parametrize("view", ["plain", "full_screen"])
+def test_monitor_survives_malformed_messages_and_says_so(
+    broker: Mosquitto, tmp_path: Path, view: str
+) -> None:
+    import os
+    import pty
+    import threading
+    import time
+
+    assert len(MALFORMED) >= 35
+    _publish_all(broker.port, MALFORMED, retain=True)  # there when the monitor subscribes
+    args = [
+        sys.executable,
+        "-m",
+        "clonusd.daemon.cli",
+        "monitor",
+        "--broker",
+        f"127.0.0.1:{broker.port}",
+        "--duration",
+        "6",
+    ]
+    if view == "plain":
+        args.append("--plain")
+        master, slave = None, subprocess.PIPE
+    else:
+        master, slave_fd = pty.openpty()  # a terminal: the full-screen view
+        slave = slave_fd
+    proc = subprocess.Popen(args, stdout=slave, stderr=subprocess.PIPE)
+    screen = bytearray()
+    if master is not None:
+        os.close(slave)
+        fd = master
+    else:
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+
+    def read() -> None:
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            screen.extend(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    # Live messages only once the monitor is subscribed (it shows the retained ones).
+    seen = b"connected to" if view == "plain" else b"malformed message(s) ignored"
+    deadline = time.monotonic() + 30
+    while seen not in screen and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    _publish_all(broker.port, MALFORMED, retain=False)  # and while it runs
+    try:
+        _, err = proc.communicate(timeout=40)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    reader.join(5)
+    out = bytes(screen)
+    text, errors = out.decode(errors="replace"), err.decode(errors="replace")
+    assert proc.returncode == 0, errors
+    assert "Traceback" not in errors and "Traceback" not in text
+    if view == "plain":
+        assert text.count("MALFORMED") >= 35, text
+        assert "ALARM sustained clonus" in text and "figures unreadable" in text
+    else:
+        assert "malformed message(s) ignored" in text and "SUSTAINED CLONUS" in text

@@ -31,6 +31,22 @@ RED, BOLD, DIM, RESET = "\x1b[41;97;1m", "\x1b[1m", "\x1b[2m", "\x1b[0m"
 SILENT_AFTER_S = 15.0
 
 
+def _num(value: object, fmt: str = ".1f") -> str:
+    """A number as `fmt`, or "?" for anything that is not one (a monitor shows what came)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "?"
+    try:
+        return format(value, fmt)
+    except (ValueError, OverflowError):
+        return "?"
+
+
+def _text(value: object, limit: int = 40) -> str:
+    """A short printable rendering of any JSON value (no terminal control characters)."""
+    shown = value if isinstance(value, str) else json.dumps(value)
+    return "".join(c if c.isprintable() else "?" for c in shown)[:limit]
+
+
 @dataclass
 class Board:
     prefix: str
@@ -59,6 +75,9 @@ class Board:
                 lines.append(f"NO STATUS from {key[0]} ({key[1]}) for {quiet:.0f} s: not watched")
         return lines
 
+    malformed: int = 0
+    technical: list[str] = field(default_factory=list)
+
     def daemon_of(self, key: tuple[str, str]) -> str | None:
         for held in (self.status.get(key), self.state.get(key)):
             if held and isinstance(held.get("daemon"), str):
@@ -72,28 +91,34 @@ class Board:
         return avail if avail and avail.get("state") != "online" else None
 
     def update(self, topic: str, payload: bytes) -> str | None:
-        """Apply one message; returns a one-line description of what changed, if notable."""
-        rest = topic.removeprefix(self.prefix + "/").split("/")
-        text = payload.decode(errors="replace")
+        """Apply one message; returns a one-line description of what changed, if notable.
+
+        Anything may arrive on a broker: what is not a message of the topic contract is
+        counted and reported as malformed, never trusted and never fatal."""
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError:
-            return None
-        if not isinstance(data, dict):
-            return None
-        if len(rest) == 3 and rest[0] == "daemon" and rest[2] == "availability":
-            self.daemons[rest[1]] = data
-            beds = sorted(
-                {k[0] for k in set(self.status) | set(self.state) if self.daemon_of(k) == rest[1]}
-            )
-            line = f"daemon {rest[1]} {data.get('state')} ({data.get('reason')})"
-            if data.get("state") != "online" and beds:
-                line += ": beds " + ", ".join(beds) + " unwatched"
-            return line
+            return self._update(topic, payload)
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
+            return self._malformed(topic, f"unexpected content ({type(exc).__name__})")
+
+    def _malformed(self, topic: str, why: str) -> str:
+        self.malformed += 1
+        return f"MALFORMED message on {_text(topic, 80)}: {why}"
+
+    def _update(self, topic: str, payload: bytes) -> str | None:
+        rest = topic.removeprefix(self.prefix + "/").split("/")
         if len(rest) != 3:
             return None
+        try:
+            data = json.loads(payload.decode(errors="replace"))
+        except (ValueError, RecursionError):
+            return self._malformed(topic, "not JSON")
+        if not isinstance(data, dict):
+            return self._malformed(topic, f"a JSON {type(data).__name__}, not an object")
+        if rest[0] == "daemon":
+            return self._daemon(topic, rest[1], rest[2], data)
         key = (rest[0], rest[1])
-        where = f"{rest[0]} {data.get('side', '')} {data.get('site', '')} ({rest[1]})"
+        side, site = _text(data.get("side", "")), _text(data.get("site", ""))
+        where = f"{_text(rest[0])} {side} {site} ({_text(rest[1])})"
         if rest[2] == "status":
             self.status[key] = data
             self.heard[key] = time.monotonic()
@@ -104,23 +129,74 @@ class Board:
         if rest[2] == "state":
             self.state[key] = data
             return None
-        if rest[2] == "event":
-            self.last_event_id = str(data.get("id", ""))
-            kind = data.get("event")
-            if kind == "clonus.onset":
-                return (
-                    f"ALARM sustained clonus: {where}: {data['beats']} beats at "
-                    f"{data['frequency_hz']:.1f} Hz"
-                )
-            if kind == "clonus.end":
-                return (
-                    f"ended: {where}: {data['beats']} beats, {data['duration_s']:.1f} s, "
-                    f"{data['frequency_hz']:.1f} Hz"
-                )
-            if kind == "sensor.stall":
-                return f"TECHNICAL: {where}: no samples (stall)"
-            if kind == "sensor.stall_cleared":
-                return f"samples flowing again: {where}"
+        if rest[2] != "event":
+            return None
+        self.last_event_id = _text(data.get("id", ""), 80)
+        kind = data.get("event")
+        if kind == "clonus.onset":
+            return self._episode(
+                "ALARM sustained clonus", topic, where, data, ("beats", "frequency_hz")
+            )
+        if kind == "clonus.end":
+            return self._episode(
+                "ended", topic, where, data, ("beats", "duration_s", "frequency_hz")
+            )
+        if kind == "clonus.update":
+            return None
+        if kind == "sensor.stall":
+            return f"TECHNICAL: {where}: no samples (stall)"
+        if kind == "sensor.stall_cleared":
+            return f"samples flowing again: {where}"
+        if data.get("priority") == "technical_alarm":
+            line = f"TECHNICAL: {where}: {_text(kind)} {_text(data.get('detail', ''), 120)}"
+            self.technical = [*self.technical[-4:], line]
+            return line
+        return self._malformed(topic, f"unknown event {_text(kind)}")
+
+    def _episode(
+        self, label: str, topic: str, where: str, data: dict[str, Any], keys: tuple[str, ...]
+    ) -> str:
+        bad = [
+            k
+            for k in keys
+            if isinstance(data.get(k), bool) or not isinstance(data.get(k), int | float)
+        ]
+        if bad:
+            # An alarm with unreadable figures is still an alarm: show it, and say so.
+            return f"{label}: {where}: figures unreadable ({', '.join(bad)}); " + self._malformed(
+                topic, "missing or non-numeric " + ", ".join(bad)
+            )
+        if label == "ended":
+            return (
+                f"ended: {where}: {_num(data['beats'], 'd')} beats, "
+                f"{_num(data['duration_s'])} s, {_num(data['frequency_hz'])} Hz"
+                + (f", {_text(data['end_reason'])}" if "end_reason" in data else "")
+            )
+        return (
+            f"ALARM sustained clonus: {where}: {_num(data['beats'], 'd')} beats at "
+            f"{_num(data['frequency_hz'])} Hz"
+        )
+
+    def _daemon(self, topic: str, daemon: str, kind: str, data: dict[str, Any]) -> str | None:
+        if kind == "availability":
+            if not isinstance(data.get("state"), str):
+                self.daemons[daemon] = {"state": "unknown", "reason": "malformed availability"}
+                return self._malformed(topic, "availability is not {state, reason}")
+            self.daemons[daemon] = data
+            beds = sorted(
+                {k[0] for k in set(self.status) | set(self.state) if self.daemon_of(k) == daemon}
+            )
+            line = f"daemon {_text(daemon)} {_text(data['state'])} ({_text(data.get('reason'))})"
+            if data["state"] != "online" and beds:
+                line += ": beds " + ", ".join(_text(b) for b in beds) + " unwatched"
+            return line
+        if kind == "event":
+            line = (
+                f"TECHNICAL: daemon {_text(daemon)}: {_text(data.get('event'))}"
+                f" {_text(data.get('detail', ''), 160)}"
+            )
+            self.technical = [*self.technical[-4:], line]
+            return line
         return None
 
     def render(self, broker: str, now: float | None = None) -> str:
@@ -131,21 +207,24 @@ class Board:
             f"{online}/{len(self.daemons)} online   {time.strftime('%H:%M:%S')}",
             "",
         ]
+        for line in self.technical:
+            lines.append(f"{RED} {line} {RESET}")
+        if self.malformed:
+            lines.append(f"{DIM}{self.malformed} malformed message(s) ignored{RESET}")
         keys = sorted(set(self.status) | set(self.state))
         if not keys:
             lines.append("waiting for sensors…")
         for key in keys:
             st, ss = self.status.get(key, {}), self.state.get(key, {})
-            side = st.get("side", ss.get("side", ""))
-            site = st.get("site", ss.get("site", ""))
-            lines.append(
-                f"{BOLD}{key[0]}  {side} {site}{RESET}  ({key[1]}, {st.get('sensor_kind', '?')})"
-            )
+            side = _text(st.get("side", ss.get("side", "")))
+            site = _text(st.get("site", ss.get("site", "")))
+            kind = _text(st.get("sensor_kind", "?"))
+            lines.append(f"{BOLD}{_text(key[0])}  {side} {site}{RESET}  ({_text(key[1])}, {kind})")
             down = self.offline(key)
             if down is not None:
                 lines.append(
-                    f"  {RED}  DAEMON {self.daemon_of(key)} OFFLINE ({down.get('reason')}): "
-                    f"this bed is not watched  {RESET}"
+                    f"  {RED}  DAEMON {_text(self.daemon_of(key))} OFFLINE"
+                    f" ({_text(down.get('reason'))}): this bed is not watched  {RESET}"
                 )
             quiet = self.silent_for(key, now)
             if quiet is not None:
@@ -154,18 +233,23 @@ class Board:
                 )
             if ss.get("clonus"):
                 lines.append(
-                    f"  {RED}  SUSTAINED CLONUS  {ss.get('beats')} beats at "
-                    f"{ss.get('frequency_hz', 0):.1f} Hz  {RESET}"
+                    f"  {RED}  SUSTAINED CLONUS  {_num(ss.get('beats'), 'd')} beats at "
+                    f"{_num(ss.get('frequency_hz'))} Hz  {RESET}"
                 )
             else:
                 lines.append("  no clonus")
             if st:
                 stall = f"  {RED} STALLED {RESET}" if st.get("stalled") else ""
+                loss = st.get("packet_loss")
+                loss_pct = "?"
+                if isinstance(loss, int | float) and not isinstance(loss, bool):
+                    loss_pct = _num(100 * loss)
                 lines.append(
-                    f"  {DIM}link {st.get('link')}  rate {st.get('rate_hz')} Hz "
-                    f"(nominal {st.get('nominal_rate_hz')})  loss "
-                    f"{100 * (st.get('packet_loss') or 0):.1f} %  battery "
-                    f"{st.get('battery_pct', '?')} %  quality {st.get('quality')}{RESET}{stall}"
+                    f"  {DIM}link {_text(st.get('link'))}  rate {_num(st.get('rate_hz'))} Hz "
+                    f"(nominal {_num(st.get('nominal_rate_hz'))})  loss "
+                    f"{loss_pct} %  battery "
+                    f"{_num(st.get('battery_pct'), 'd')} %  quality {_text(st.get('quality'))}"
+                    f"{RESET}{stall}"
                 )
             lines.append("")
         return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 {prefix}/daemon/{daemon_id}/availability  retained  {"state": "online" | "offline", ...}
                                                     (the offline one is the last will)
+{prefix}/daemon/{daemon_id}/event         QoS 1     the daemon's own technical alarms
 {prefix}/{bed}/{sensor}/event             QoS 1     clonus.onset / update / end, stalls
 {prefix}/{bed}/{sensor}/state             retained  is clonus happening now, beats so far
 {prefix}/{bed}/{sensor}/status            retained  link, rate, loss, battery, quality, stall
@@ -25,6 +26,10 @@ def availability(prefix: str, daemon_id: str) -> str:
     return f"{prefix}/daemon/{daemon_id}/availability"
 
 
+def daemon_event(prefix: str, daemon_id: str) -> str:
+    return f"{prefix}/daemon/{daemon_id}/event"
+
+
 def event(prefix: str, bed: str, sensor: str) -> str:
     return f"{prefix}/{bed}/{sensor}/event"
 
@@ -43,8 +48,9 @@ def default_client_id(daemon_id: str) -> str:
 
 
 def availability_payload(daemon_id: str, online: bool, reason: str) -> dict[str, Any]:
-    """`reason`: "connected" when online; "shutdown" (clean stop) or "connection_lost"
-    (the last will: crash, power or network loss) when offline."""
+    """`reason`: "connected" when online; offline: "shutdown" (clean stop),
+    "connection_lost" (the last will: crash, power or network loss), or why the daemon
+    stopped: "storage_unusable", "storage_failed", "task_failed"."""
     return {
         "schema": SCHEMA,
         "daemon": daemon_id,

@@ -69,6 +69,10 @@ class SensorPipeline:
         self.status_topic = topics.status(prefix, cfg.bed, cfg.id)
         self.link = LinkStatus(connected=False, detail="starting")
         self.last_sample_at: float | None = None
+        self._stall_origin = 0.0  # no stall counts from before this (the loop was held up)
+        self._storing = False
+        self._episode_ids: dict[int, int] = {}  # detector's episode number -> daemon-wide id
+        self._ended_ids: dict[int, int] = {}  # the same, for the last episodes that ended
         self.stalled = False
         self.started_streaming = asyncio.Event()
         self.meter = SignalMeter(source.fs)
@@ -129,6 +133,11 @@ class SensorPipeline:
             await self._episode_event(ev)
         self.record.poll(self.detector)
 
+    def excuse_lag(self, now: float) -> None:
+        """The event loop itself was held up (CPU starved, process stopped): samples that
+        arrived meanwhile are still queued, so their silence is no evidence of a stall."""
+        self._stall_origin = now
+
     async def check_stall(self) -> None:
         """Called periodically: a connected link over which the band sends nothing is a
         stall. Notifications that decode to no samples (a stream of one IMU sensor lost
@@ -136,10 +145,13 @@ class SensorPipeline:
         times as long."""
         if not self.link.connected or self.last_sample_at is None or self.stalled:
             return
+        if self._storing:
+            return  # waiting on its own outbox write is no stall of the band
         now = time.monotonic()
-        heard = max(self.last_sample_at, last_data_at(self.source) or 0.0)
+        heard = max(self.last_sample_at, last_data_at(self.source) or 0.0, self._stall_origin)
         silent = now - heard > self.cfg.stall_after_s
-        if silent or now - self.last_sample_at > 4 * self.cfg.stall_after_s:
+        since_samples = now - max(self.last_sample_at, self._stall_origin)
+        if silent or since_samples > 4 * self.cfg.stall_after_s:
             self.stalled = True
             self.log.warning(
                 "stall",
@@ -166,7 +178,7 @@ class SensorPipeline:
     # -- payloads ------------------------------------------------------------------------
 
     def _identity(self) -> dict[str, Any]:
-        """What every payload starts with: schema, wall-clock time, which daemon and sensor."""
+        """What every payload starts with: schema, wall-clock time, and which sensor."""
         return {
             "schema": topics.SCHEMA,
             "time": _now_iso(),
@@ -189,29 +201,52 @@ class SensorPipeline:
     async def _episode_event(self, ev: EpisodeEvent) -> None:
         figures = ev.to_dict()
         payload = {**self._base(ev.event), **{k: v for k, v in figures.items() if k != "event"}}
+        # Episode ids are the daemon's, unique across restarts; the open episode is stored
+        # with each of its events, so a restart after a crash can end it.
+        episode = self._episode_ids.get(ev.episode)
+        if episode is None:
+            episode = await self.publisher.new_episode_id()
+            self._episode_ids[ev.episode] = episode
+        ended = ev.event == "clonus.end"
+        if ended:
+            del self._episode_ids[ev.episode]
+            self._ended_ids[ev.episode] = episode
+            while len(self._ended_ids) > 16:
+                del self._ended_ids[next(iter(self._ended_ids))]
+        payload["episode"] = episode
+        follows = payload.get("follows_episode")
+        if isinstance(follows, int) and follows in self._ended_ids:
+            payload["follows_episode"] = self._ended_ids[follows]  # in the daemon's ids too
         self.log.info(
             ev.event,
-            episode=ev.episode,
+            episode=episode,
             beats=ev.beats,
             frequency_hz=round(ev.frequency_hz, 2),
             t=round(ev.t, 3),
         )
-        await self._store(payload)
-        self._publish_state(None if ev.event == "clonus.end" else payload)
+        await self._store(payload, (f"{self.cfg.bed}/{self.cfg.id}", episode, not ended))
+        self._publish_state(None if ended else payload)
         self.record.on_event(ev, payload, self.detector)
 
-    async def _store(self, payload: dict[str, Any]) -> None:
-        """Hand a decided event to the outbox, even if this pipeline is being cancelled
-        (a SIGTERM): cancelling the outbox write before its thread started dropped the
-        event, so an alarm decided in the last instant never reached anyone. The
-        pipeline ends only once the event is stored, so the episode's end stored later by
-        `finish()` still comes after it."""
-        put = asyncio.ensure_future(self.publisher.publish_event(self.event_topic, payload))
+    async def _store(
+        self, payload: dict[str, Any], episode: tuple[str, int, bool] | None = None
+    ) -> None:
+        """Store an event, even if this pipeline is being cancelled (a SIGTERM): the
+        pipeline ends only once the event is stored. While the outbox write (an fsync,
+        seconds on a busy disk) is under way the pipeline takes no samples, and that is
+        no stall of the band."""
+        self._storing = True
+        put = asyncio.ensure_future(
+            self.publisher.publish_event(self.event_topic, payload, episode)
+        )
         try:
             await asyncio.shield(put)
         except asyncio.CancelledError:
             await put
             raise
+        finally:
+            self._storing = False
+            self._stall_origin = time.monotonic()
 
     async def _technical(self, kind: str) -> None:
         payload = {**self._base(kind), "stall_after_s": self.cfg.stall_after_s}

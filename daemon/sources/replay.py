@@ -32,9 +32,7 @@ class ReplaySource:
             for s in range(0, rec.t.size, step):
                 t = rec.t[s : s + step]
                 due = start + (float(t[-1]) - t0) / self.cfg.speed
-                delay = due - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+                await asyncio.sleep(max(0.0, due - time.monotonic()))  # yields even when behind
                 yield SampleChunk(t + offset, rec.x[s : s + step], time.monotonic())
             if not self.cfg.loop:
                 yield LinkStatus(connected=False, detail="replay finished")

@@ -97,6 +97,7 @@ class SimulatedBand:
 
     def add(self, episode: Episode) -> None:
         self.episodes.append(episode)
+        self.episodes.sort(key=lambda e: e.start_s)
 
     def skip(self, n: int) -> None:
         """Let n samples pass unseen (a band keeps its clock running while unheard)."""
@@ -110,7 +111,16 @@ class SimulatedBand:
         """The next n samples: (t, x)."""
         t = (self._n + np.arange(n)) / self.fs
         self._n += n
-        live = [e for e in self.episodes if e.start_s - 1 <= t[-1] and e.end_s + 1 >= t[0]]
+        # Episodes that are over are dropped, so the cost of a chunk does not grow with
+        # the hours a band has run (episodes are kept in start order).
+        while self.episodes and self.episodes[0].end_s + 1 < t[0]:
+            self.episodes.pop(0)
+        live = []
+        for e in self.episodes:
+            if e.start_s - 1 > t[-1]:
+                break
+            if e.end_s + 1 >= t[0]:
+                live.append(e)
         rng = self._rng
         if self.sensor == "emg":
             env = sum((e.bursts(t) for e in live), np.zeros(n))
@@ -174,7 +184,7 @@ class SimulatedSource:
                 await asyncio.Event().wait()
             self._maybe_add_random(float(t[-1]))
             due = start + produced / self.fs / self.speed
-            delay = due - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            # Behind schedule (a loaded machine), it still yields to the loop at every chunk,
+            # so catching up never starves the other sensors, the publisher and health.
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
             yield SampleChunk(t, x, time.monotonic())
