@@ -38,10 +38,17 @@ def free_port() -> int:
 
 class Mosquitto:
     """A broker on a free loopback port; `stop()`/`start()` simulate an outage. Its log
-    (connections, client-id takeovers) is kept in `log_file`; `config` replaces the
-    default config (a listener on `{port}` is then its own business)."""
+    (connections, client-id takeovers) is kept in `log_file`; `extra` adds config lines
+    to the default config (in place of `persistence false`), `config` replaces it (a
+    listener on `{port}` is then its own business)."""
 
-    def __init__(self, workdir: Path, name: str = "mosquitto", config: str | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        name: str = "mosquitto",
+        config: str | None = None,
+        extra: str = "",
+    ) -> None:
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(exe).exists():
             raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
@@ -59,7 +66,7 @@ class Mosquitto:
             self.conf.write_text(
                 f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
                 + logging
-                + "persistence false\n"
+                + (extra or "persistence false\n")
             )
         self.proc: subprocess.Popen[bytes] | None = None
 
