@@ -372,14 +372,20 @@ class Publisher:
                 kept="in the outbox",
                 retry_in_s=DENIED_RETRY_S,
             )
-        if topic not in self._alarmed_topics:
-            self._alarmed_topics.add(topic)
-            self.technical_alarm(
-                "daemon.publish_denied",
-                f"the broker refused a publish to {topic}: {code}",
-                topic=topic,
-                reason_code=int(code.value),
-            )
+        self._alarm_denied(topic, code)
+
+    def _alarm_denied(self, topic: str, code: ReasonCode) -> None:
+        """One technical alarm per refused topic, until a publish to it succeeds again
+        (`_cleared`)."""
+        if topic in self._alarmed_topics:
+            return
+        self._alarmed_topics.add(topic)
+        self.technical_alarm(
+            "daemon.publish_denied",
+            f"the broker refused a publish to {topic}: {code}",
+            topic=topic,
+            reason_code=int(code.value),
+        )
 
     def _cleared(self, topic: str) -> None:
         if topic in self._alarmed_topics:
@@ -393,14 +399,8 @@ class Publisher:
             return
         self._refused_retained[topic] = time.monotonic() + DENIED_RETRY_S
         log.error("mqtt_publish_denied", topic=topic, reason=str(code), retained=True)
-        if topic not in self._alarmed_topics and topic != self.daemon_event_topic:
-            self._alarmed_topics.add(topic)
-            self.technical_alarm(
-                "daemon.publish_denied",
-                f"the broker refused a publish to {topic}: {code}",
-                topic=topic,
-                reason_code=int(code.value),
-            )
+        if topic != self.daemon_event_topic:
+            self._alarm_denied(topic, code)
 
 
 def _availability(daemon_id: str, online: bool, reason: str) -> str:
