@@ -10,7 +10,7 @@ gives the same events as a whole file in one call.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from clonusd.dsp.episodes import EpisodeTracker
 from clonusd.dsp.events import EpisodeEvent
 from clonusd.dsp.filters import FloatArray
 from clonusd.dsp.frontends import EmgFrontEnd, MotionFrontEnd
-from clonusd.dsp.lobes import LobeTracker
+from clonusd.dsp.lobes import Lobe, LobeTracker
 from clonusd.dsp.ringbuffer import RingBuffer
 from clonusd.dsp.sites import SENSORS, SiteParams
 from clonusd.dsp.stats import median
@@ -113,6 +113,7 @@ class ClonusDetector:
             excursion_power=2 if sensor == "acc3" else 1,
             # An accelerometer's ringing after the last beat is large enough to be counted.
             onset_beat_ratio=0.7 if sensor == "acc3" else None,
+            max_period_cv=params.max_period_cv if sensor == "emg" else np.inf,
         )
         # Beat-stage sample times, for reporting; long enough for a long episode.
         self._times = RingBuffer(round(900 * beat_fs), 1)
@@ -260,7 +261,9 @@ class ClonusDetector:
             elif fe.envelope is not None:
                 self._env.push(fe.envelope[start : start + take])
             for lobe, started in self.lobes.process(pos, y, self._threshold):
-                if started:
+                if self.sensor == "emg":
+                    events += self._burst(lobe, started)
+                elif started:
                     events += self.episodes.started(lobe)
                 else:
                     events += self.episodes.closed(lobe)
@@ -272,6 +275,29 @@ class ClonusDetector:
                 events += self.episodes.tick(self._pos - 1)
                 self._end_hop()
         return events
+
+    def _burst(self, lobe: Lobe, started: bool) -> list[EpisodeEvent]:
+        """EMG: a half-cycle of the envelope's oscillation, timed by the burst itself.
+
+        The band-passed envelope crosses zero wherever the bursts' differing widths shift
+        its slow baseline, so the crossing jitters by a fifth of a period or more from
+        burst to burst, and that jitter broke clonic chains. A burst is timed at the centre
+        of the envelope's mass over its half-cycle (median error 3 % of a period, p90 10 %,
+        against 7 % and 21 % for the crossing), the silence between bursts at the trough of
+        the oscillation. A half-cycle is handed on once complete: the onset is decided when
+        a burst's half-cycle closes either way, so this costs no latency."""
+        if started:
+            return []
+        at = lobe.peak_pos
+        if lobe.sign > 0:
+            first = max(lobe.start_pos, self._env.total - len(self._env))
+            held = self._env.total - first
+            span = self._env.latest(held)[: max(0, lobe.close_pos - first + 1), 0]
+            mass = float(np.sum(span))
+            if mass > 0:
+                at = first + round(float(np.dot(span, np.arange(span.size))) / mass)
+        timed = replace(lobe, start_pos=at, cross_pos=lobe.start_pos)
+        return self.episodes.started(timed) + self.episodes.closed(timed)
 
     def _end_hop(self) -> None:
         rms = np.sqrt(self._hop_sq / self.hop)

@@ -107,6 +107,7 @@ class EpisodeTracker:
         max_excursion: float = float("inf"),
         excursion_power: int = 1,
         onset_beat_ratio: float | None = None,
+        max_period_cv: float = float("inf"),
     ) -> None:
         self.p = params
         self.fs = fs
@@ -136,6 +137,7 @@ class EpisodeTracker:
         self.max_excursion = max_excursion
         self.excursion_power = excursion_power
         self.onset_beat_ratio = onset_beat_ratio
+        self.max_period_cv = max_period_cv
         self.min_period = fs / params.rate_hz[1]
         self.max_period = fs / params.rate_hz[0]
         self.chain = _Chain()
@@ -451,7 +453,7 @@ class EpisodeTracker:
             # oscillation (tremor, or the rest of an episode already reported), not a
             # new clonus: that starts from rest or from a stretch.
             return []
-        if not self._looks_like_clonus(core):
+        if not self._looks_like_clonus(core) or not self._rhythmic(core):
             return []
         if not self._clonic_shape(core, pos):
             if bank is not None:
@@ -515,6 +517,16 @@ class EpisodeTracker:
         swing = amp / (2 * np.pi * rate) ** self.excursion_power
         return self.amplitude_floor <= amp and swing <= self.max_excursion
 
+    def _rhythmic(self, core: list[Lobe]) -> bool:
+        """The chain's cycles are as even as one reflex loop makes them: their standard
+        deviation is at most `max_period_cv` of their mean.
+
+        Each period need only stay near the running median, so a chain of chance peaks in
+        tonic activity can drift and jitter its way to the count (`SiteParams.max_period_cv`:
+        EMG only, where bursts are timed precisely)."""
+        periods = self._periods(core)
+        return bool(np.std(periods) <= self.max_period_cv * np.mean(periods))
+
     def _clonic_shape(self, core: list[Lobe], pos: int) -> bool:
         """The cycles are not a clean sine (motion only; see `dsp.waveform`).
 
@@ -532,7 +544,7 @@ class EpisodeTracker:
         if self.envelope_floor is None:
             return True
         if self.chain.floor is None:
-            self.chain.floor = self.envelope_floor(core[0].start_pos, pos)
+            self.chain.floor = self.envelope_floor(core[0].first_pos, pos)
         return self.chain.floor <= self.p.max_envelope_floor
 
     def _short_bursts(self, core: list[Lobe], pos: int) -> bool:
@@ -542,7 +554,7 @@ class EpisodeTracker:
             return True
         if self.chain.burst_s is None:
             period = median(self._periods(core))
-            self.chain.burst_s = self.burst_time(core[0].start_pos, pos, period)
+            self.chain.burst_s = self.burst_time(core[0].first_pos, pos, period)
         return self.chain.burst_s <= self.p.max_burst_s
 
     # -- figures -------------------------------------------------------------------------

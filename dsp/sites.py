@@ -48,6 +48,13 @@ class SiteParams:
     # cycle the envelope spends above 0.3 of its bursts' level (90th percentile), which
     # the 20 Hz envelope low-pass stretches by some 20 ms. inf turns the check off.
     max_burst_s: float = 0.14
+    # EMG only: the most a chain's burst-to-burst periods may vary, as their standard
+    # deviation over their mean. Clonus is the oscillation of one reflex loop and keeps
+    # its cycle to within a few per cent (the chains alarmed on the synthetic recordings:
+    # 0.06 median, 0.13 at the 95th percentile); chance peaks in tonic activity reach the
+    # count only by drifting from period to period. EMG bursts are timed to about 3 % of a
+    # period; a motion lobe's timing jitters too much for this check. inf turns it off.
+    max_period_cv: float = 0.2
     # Motion only: the largest swing clonus makes, as half the peak-to-peak excursion at
     # the beat rate: gyro degrees of rotation, acc metres of travel (acceleration / w^2).
     # Clonus is a small reflex oscillation (a few degrees; the physics table in the notes

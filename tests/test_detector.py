@@ -271,9 +271,10 @@ def test_no_alarm_on_walking_knocks_tonic_contraction_tapping_or_vibration(
 def test_tremor_alarms_stay_at_or_below_measured_level(confounder_alarms: dict[str, int]) -> None:
     """Known limitation: tremor with an uneven swing (and EMG tremor) is not separable
     from spontaneous clonus by rhythm and shape alone; this guards the measured level
-    (2 of 9 tremor spells since the sine line moved to 0.005; 3 before) from getting
-    worse."""
-    assert confounder_alarms["tremor"] <= 2
+    from getting worse: 3 of 9 tremor spells. It was 2 until EMG bursts were timed at
+    their centres, which keeps EMG tremor's chains together as it does clonus's (on the
+    held-out split: EMG sensitivity 0.865 -> 0.911, tremor false alarms 6.3 -> 6.9/h)."""
+    assert confounder_alarms["tremor"] <= 3
 
 
 def test_an_even_sine_swing_is_not_clonus_but_the_same_rhythm_with_a_quick_phase_is() -> None:
@@ -424,17 +425,42 @@ def _emg_train(
     return t, x[:, None]
 
 
-@pytest.mark.parametrize("rest", [0.6, 0.7])
-def test_emg_that_never_rests_between_bursts_is_not_clonus(rest: float) -> None:
+def test_emg_that_never_rests_between_bursts_is_not_clonus() -> None:
     """Cyclic voluntary effort (or tonic drive) keeps the envelope up between bursts;
-    reflex clonus bursts are short with silent periods after them. Without the check this
-    train alarms."""
-    t, x = _emg_train(rest)
+    reflex clonus bursts are short with silent periods after them. Without the check the
+    train at 0.6 alarms; at 0.7 its bursts are too shallow to form a chain at all."""
     params = site_params("wrist")
-    unchecked = ClonusDetector("emg", params.with_overrides(max_envelope_floor=1.0), 1000.0)
+    t, x = _emg_train(0.6)
+    unchecked = ClonusDetector(
+        "emg", params.with_overrides(max_envelope_floor=1.0, max_period_cv=np.inf), 1000.0
+    )
     (onset,) = _onsets(_run(unchecked, t, x))
     assert onset.extra["envelope_floor"] > params.max_envelope_floor
-    assert not _onsets(_run(ClonusDetector("emg", params, 1000.0), t, x))
+    for rest in (0.6, 0.7):
+        t, x = _emg_train(rest)
+        assert not _onsets(_run(ClonusDetector("emg", params, 1000.0), t, x))
+
+
+@pytest.mark.parametrize("seed", [0, 2, 4])
+def test_six_emg_bursts_of_differing_widths_are_one_sustained_episode(seed: int) -> None:
+    """Reflex bursts differ in width (20-50 ms) from beat to beat, and a narrow burst moves
+    the band-passed envelope's zero crossing by a fifth of a period: timed there, these
+    6-burst trains broke apart and were missed (seeds where they were). Timed at the
+    centre of each burst's envelope, each is one episode of 6."""
+    from scipy import signal
+
+    fs, f, beats = 1000.0, 7.5, 6
+    rng = np.random.default_rng(seed)
+    t = np.arange(int((4.0 + beats / f) * fs)) / fs
+    sos = signal.butter(4, [30, 250], btype="band", fs=fs, output="sos")
+    carrier = signal.sosfilt(sos, rng.standard_normal(t.size))
+    widths = rng.uniform(0.02, 0.05, beats)
+    env = sum(np.exp(-0.5 * ((t - 2.0 - (k + 0.5) / f) / widths[k]) ** 2) for k in range(beats))
+    x = 0.5 * env * carrier / carrier.std() + 0.01 * rng.standard_normal(t.size)
+    events = _run(ClonusDetector("emg", site_params("ankle"), fs), t, x[:, None])
+    assert len(_onsets(events)) == 1
+    (end,) = [e for e in events if e.event == "clonus.end"]
+    assert end.beats == beats
 
 
 def test_emg_bursts_with_silent_periods_between_are_clonus() -> None:
