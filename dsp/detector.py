@@ -52,8 +52,9 @@ class ClonusDetector:
     # A filled-in stretch at least this long may be why a rhythm stopped (it then ends as
     # a signal gap, and does not hold off a fresh alarm once the signal is back).
     min_gap_s = 0.1
-    # Beats before a gap up to this long count towards the threshold after it.
-    max_bridge_s = 1.2
+    # Beats before a gap up to this long count towards the threshold after it: three lost
+    # 0.38 s Polar H10 frames in a row (1.75 s) must not split an episode into pieces.
+    max_bridge_s = 2.0
     # Calls bringing fewer samples than this are held and run together: Python's cost per
     # call, not per sample, dominates 1-4 sample BLE notifications. Events are decided at
     # the same signal time, up to this much later by the wall clock.

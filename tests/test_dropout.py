@@ -123,8 +123,18 @@ def test_pieces_of_clonus_between_lost_frames_count_together(bridge: bool) -> No
     assert onsets[-1].t > beats[45]  # alarmed to the end, not once and then silence
 
 
+def test_pieces_count_together_over_three_lost_polar_frames() -> None:
+    """An H10 at 39 % frame loss lost three 0.38 s frames in a row (1.75 s) inside a
+    17-beat episode, leaving two pieces of 5 beats; with a 1.2 s bridge that episode was
+    never alarmed. Clonus does not pause while packets are lost."""
+    t, x, _ = _pieces(1.75, 2.5)
+    det = ClonusDetector("imu6", site_params("ankle"), FS)
+    onsets = [e for e in _feed(det, t, x) + det.flush() if e.event == "clonus.onset"]
+    assert onsets and onsets[0].extra["carried_beats"] > 0
+
+
 def test_beats_do_not_carry_over_a_long_gap() -> None:
-    t, x, _ = _pieces(1.6, 2.3)  # gaps longer than max_bridge_s (1.2 s)
+    t, x, _ = _pieces(2.3, 3.0)  # gaps longer than max_bridge_s (2 s)
     det = ClonusDetector("imu6", site_params("ankle"), FS)
     events = _feed(det, t, x) + det.flush()
     assert "clonus.onset" not in _kinds(events)
