@@ -193,6 +193,9 @@ class ClonusDetector:
                 events += self.episodes.force_end(self._pos, "signal_gap", gap=True, bridge=bridge)
                 self.frontend.reset()
                 self.lobes.reset()
+            if kind == "fill":
+                n_fill = round(seg_t.size * self.beat_fs / self.fs)
+                self.episodes.add_fill(self._pos, self._pos + n_fill)
             if kind == "fill" and seg_t.size >= self.min_gap_s * self.fs:
                 # Set before the fill runs: the rhythm may be found stopped inside it.
                 fill_end = self._pos + round(seg_t.size * self.beat_fs / self.fs)

@@ -11,6 +11,7 @@ the chain looks like clonus (rate, regularity, amplitude), the episode is declar
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from itertools import pairwise
@@ -148,6 +149,10 @@ class EpisodeTracker:
         # Set by the detector: the position after the last stretch of samples it filled in
         # over lost packets. A rhythm that stops there stopped for want of signal.
         self.filled_until = -1
+        # Set by the detector: the stretches of samples it filled in over lost packets, as
+        # beat-stage (start, end) positions, newest last.
+        self._fills: deque[tuple[int, int]] = deque(maxlen=32)
+        self.fill_margin = round(0.1 * fs)  # the band-pass carries a fill on this long
         self._bank: _Bank | None = None
         self.bridge_window = round(1.5 * fs)  # a piece must start this soon after the last
         # Events carry the times of the beats they counted (offline review, not the live path).
@@ -166,16 +171,90 @@ class EpisodeTracker:
 
     # -- feeding -------------------------------------------------------------------------
 
+    def add_fill(self, start: int, end: int) -> None:
+        """Beat-stage positions `start`-`end` hold samples filled in over lost packets."""
+        self._fills.append((start, end))
+
     def started(self, lobe: Lobe) -> list[EpisodeEvent]:
         """A new lobe crossed the threshold: does it continue the rhythm?"""
         events: list[EpisodeEvent] = []
         self._absorb_wiggle(lobe)
-        if self.chain.lobes and (not self._continues(lobe) or self._faded()):
-            carry = self._carried_over(lobe)
-            events += self._finish(lobe.start_pos)
-            self.chain.lobes.extend(carry)
+        if self.chain.lobes and not self._continues(lobe):
+            unseen = self._across_fill(lobe)
+            if unseen is not None:
+                self.chain.lobes.extend(unseen)
+            elif self._filled(lobe.start_pos):
+                return events  # made of filled-in samples: neither rhythm nor its end
+            else:
+                events += self._break(lobe)
+        elif self.chain.lobes and self._faded():
+            events += self._break(lobe)
         self.chain.lobes.append(lobe)
         return events
+
+    def _break(self, lobe: Lobe) -> list[EpisodeEvent]:
+        carry = self._carried_over(lobe)
+        events = self._finish(lobe.start_pos)
+        self.chain.lobes.extend(carry)
+        return events
+
+    def _filled(self, pos: int) -> bool:
+        """`pos` lies in filled-in samples, or just after them (the band-pass's memory)."""
+        return any(a <= pos <= b + self.fill_margin for a, b in self._fills)
+
+    def _across_fill(self, lobe: Lobe) -> list[Lobe] | None:
+        """The half-cycles lost packets hid, when `lobe` continues the rhythm across them.
+
+        Clonus does not pause while a band's packets are lost: when the chain's rhythm,
+        carried on at its own period, puts whole half-cycles inside a stretch of filled-in
+        samples and `lobe` lands where the next one is due, those half-cycles are
+        inferred (`Lobe.inferred`) and the chain goes on. The event says how many beats
+        were inferred; nothing is inferred at a chain's end, so a rhythm that stopped
+        in a gap is not lengthened."""
+        lobes = self.chain.lobes
+        periods = self._periods(self._core())
+        if periods.size < 2:
+            return None
+        ref = median(periods[-4:])
+        last = lobes[-1]
+        spans = [
+            (a, b)
+            for a, b in self._fills
+            if a <= lobe.start_pos and b + self.fill_margin >= last.start_pos
+        ]
+        if not spans:
+            return None
+        lo, hi = spans[0][0] - 0.5 * ref, spans[-1][1] + self.fill_margin + 0.5 * ref
+        last_of: dict[int, int] = {}
+        for lb in reversed(lobes):
+            last_of.setdefault(lb.sign, lb.start_pos)
+            if len(last_of) == 2:
+                break
+        if lobe.sign not in last_of:
+            return None
+        since = lobe.start_pos - last_of[lobe.sign]
+        cycles = round(since / ref)
+        if cycles < 2 or abs(since - cycles * ref) > self.p.regularity_tolerance * ref:
+            return None
+        due = [(lobe.sign, last_of[lobe.sign] + j * ref) for j in range(1, cycles)]
+        other = -lobe.sign
+        if other in last_of:
+            p = last_of[other] + ref
+            while p < lobe.start_pos - 0.25 * ref:
+                due.append((other, p))
+                p += ref
+        due.sort(key=lambda d: d[1])
+        signs = [last.sign, *(s for s, _ in due), lobe.sign]
+        if any(a == b for a, b in pairwise(signs)) or not all(lo <= p <= hi for _, p in due):
+            return None
+        size = {
+            s: median([abs(lb.peak) for lb in lobes if lb.sign == s and lb.closed] or [0.0])
+            for s in (1, -1)
+        }
+        return [
+            Lobe(s, round(p), s * size[s], round(p), True, round(p + ref / 2), inferred=True)
+            for s, p in due
+        ]
 
     def _absorb_wiggle(self, lobe: Lobe) -> None:
         """A tiny opposite lobe inside a half-cycle is a wiggle, not a half-cycle.
@@ -330,12 +409,11 @@ class EpisodeTracker:
             return self._period_fits(lobe.start_pos - lobes[-2].start_pos, ref)
         return True
 
-    def _closed_amps(self) -> np.ndarray:
-        return np.abs([lb.peak for lb in self.chain.lobes if lb.closed])
-
     def _faded(self) -> bool:
         """The last full cycle was far smaller than the chain's median: the rhythm ended."""
-        amps = self._closed_amps()
+        lobes = self.chain.lobes
+        # Half-cycles made of filled-in samples are small for want of signal, not rhythm.
+        amps = np.abs([lb.peak for lb in lobes if lb.closed and not self._filled(lb.start_pos)])
         if amps.size < 6:
             return False
         ref = median(amps[:-2])
@@ -376,7 +454,8 @@ class EpisodeTracker:
             end > start + 1
             and lobes[end - 1].closed
             and (
-                amps[end - 1] < self.tail_ratio * ref
+                lobes[end - 1].inferred  # only a beat seen after a gap vouches for its lobes
+                or amps[end - 1] < self.tail_ratio * ref
                 or (end - 3 >= start and amps[end - 1] < self.ring_ratio * amps[end - 3])
             )
         ):
@@ -594,6 +673,9 @@ class EpisodeTracker:
             payload["carried_beats"] = chain.carried_beats  # counted before a signal gap
         if chain.follows is not None:
             payload["follows_episode"] = chain.follows  # ended by a gap, goes on here
+        inferred = sum(b.inferred for b in beats)
+        if inferred:
+            payload["inferred_beats"] = inferred  # placed in lost packets by the rhythm
         if self.report_beats:
             payload["beat_times_s"] = [round(self.to_time(b.start_pos), 4) for b in beats]
         payload.update(extra)

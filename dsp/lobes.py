@@ -30,6 +30,8 @@ class Lobe:
     close_pos: int = 0
     # Where it crossed the threshold, when `start_pos` was moved to time the beat (EMG).
     cross_pos: int | None = None
+    # Not seen: a half-cycle the rhythm on both sides places inside samples lost in a gap.
+    inferred: bool = False
 
     @property
     def first_pos(self) -> int:

@@ -319,6 +319,39 @@ def test_short_packet_loss_inside_an_episode_does_not_split_or_invent_beats(
     assert abs(end.beats - lab["beats"]) <= 1
 
 
+def _lossy(sensor: str, beats: int, lost: tuple[int, int] | None, seed: int) -> list[EpisodeEvent]:
+    """The simulated band's episode, with the samples from 40 ms before beat `lost[0]` to
+    40 ms before beat `lost[1]` lost (a whole cycle: neither of its half-cycles is seen)."""
+    t, x, bt = clonus_band(sensor, beats, seed=seed, stretch=0.5)
+    keep = np.ones(t.size, dtype=bool)
+    if lost is not None:
+        keep = ~((t >= bt[lost[0]] - 0.04) & (t < bt[lost[1]] - 0.04))
+    return _run(ClonusDetector(sensor, site_params("ankle"), 200.0), t[keep], x[keep], chunk=8)
+
+
+@pytest.mark.parametrize("sensor", ["imu6", "acc3"])
+def test_a_cycle_lost_to_packet_loss_is_inferred_between_beats_seen_on_both_sides(
+    sensor: str,
+) -> None:
+    """Clonus does not pause while packets are lost. A cycle that fell into the gap is
+    inferred from the rhythm on both sides of it, the event says so (`inferred_beats`),
+    and the episode is alarmed and counted whole; a five-beat episode with a lost cycle
+    still raises nothing. Without the inference the lost cycle broke every imu6 chain
+    (the accelerometer's counted 6 of 8)."""
+    found = 0
+    for seed in range(6):
+        events = _lossy(sensor, 8, (3, 4), seed)
+        kinds = [e.event for e in events if e.event != "clonus.update"]
+        if kinds == ["clonus.onset", "clonus.end"]:
+            end = events[-1]
+            assert abs(end.beats - 8) <= 1
+            assert end.extra["inferred_beats"] == 1
+            found += 1
+        assert not _onsets(_lossy(sensor, 5, (2, 3), seed))
+        assert all("inferred_beats" not in e.extra for e in _lossy(sensor, 8, None, seed))
+    assert found >= 5
+
+
 def test_long_gap_ends_the_episode_and_never_merges_two(dev_dir: Path) -> None:
     rec, lab, t, x = _long_episode(dev_dir)
     keep = ~((t >= 43.0) & (t < 44.5))  # 1.5 s of link loss mid-episode
