@@ -1,7 +1,10 @@
 """The streaming clonus detector: timestamped samples in, episode events out.
 
-    samples -> gap/NaN repair -> front-end (band-pass, orientation-free projection or EMG
-    envelope) -> lobes (hysteresis against the noise floor) -> episode state machine
+    samples -> gap/NaN repair -> front-end -> half-cycles -> episode state machine
+
+    motion: band-pass, orientation-free projection -> lobes (hysteresis against the
+            noise floor, `dsp.lobes`)
+    EMG:    amplitude envelope -> bursts and the troughs between them (`dsp.bursts`)
 
 It is exactly chunk-invariant: every adaptive quantity (principal axis, noise floor,
 threshold) changes only at fixed sample positions, so one BLE notification at a time
@@ -10,15 +13,16 @@ gives the same events as a whole file in one call.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
+from clonusd.dsp.bursts import BurstTracker
 from clonusd.dsp.episodes import EpisodeTracker
 from clonusd.dsp.events import EpisodeEvent
 from clonusd.dsp.filters import FloatArray
 from clonusd.dsp.frontends import EmgFrontEnd, MotionFrontEnd
-from clonusd.dsp.lobes import Lobe, LobeTracker
+from clonusd.dsp.lobes import LobeTracker
 from clonusd.dsp.ringbuffer import RingBuffer
 from clonusd.dsp.sites import SENSORS, SiteParams
 from clonusd.dsp.stats import median
@@ -59,7 +63,7 @@ class ClonusDetector:
     # call, not per sample, dominates 1-4 sample BLE notifications. Events are decided at
     # the same signal time, up to this much later by the wall clock.
     hold_s = 0.05
-    oscillation_s = 30.0  # band-passed signal kept for `oscillation`
+    oscillation_s = 30.0  # signal the beats are counted on, kept for `oscillation`
 
     def __init__(
         self,
@@ -82,7 +86,7 @@ class ClonusDetector:
 
         self.frontend: MotionFrontEnd | EmgFrontEnd
         if sensor == "emg":
-            self.frontend = EmgFrontEnd(fs, params.band_hz, self.n_channels)
+            self.frontend = EmgFrontEnd(fs, self.n_channels)
             beat_fs = self.frontend.out_fs
             floor, unit, counting = 0.0, "a.u.", "positive"
             key = ""
@@ -97,6 +101,10 @@ class ClonusDetector:
         self.hop = max(1, round(0.1 * beat_fs))
         self.amplitude_floor = floor
         self.lobes = LobeTracker(max_quiet=round(beat_fs / params.rate_hz[0]))
+        self.bursts = BurstTracker(
+            refractory=round(0.6 * beat_fs / params.rate_hz[1]),
+            max_gap=round(1.6 * beat_fs / params.rate_hz[0]),
+        )
         self.episodes = EpisodeTracker(
             params,
             beat_fs,
@@ -125,7 +133,7 @@ class ClonusDetector:
         self._hop_rms = RingBuffer(100, 1)  # 10 s of quiet-signal hop RMS
         self._pos = 0  # beat-stage samples produced
         self._hop_fill = 0
-        self._hop_sq = 0.0
+        self._hop_sum = 0.0  # of y^2 (motion) or y (EMG) over the hop
         self._threshold = np.inf
         self._sigma = 0.0  # noise floor: median hop RMS of quiet signal
         self._last_t: float | None = None
@@ -193,6 +201,7 @@ class ClonusDetector:
                 events += self.episodes.force_end(self._pos, "signal_gap", gap=True, bridge=bridge)
                 self.frontend.reset()
                 self.lobes.reset()
+                self.bursts.reset()
             if kind == "fill":
                 n_fill = round(seg_t.size * self.beat_fs / self.fs)
                 self.episodes.add_fill(self._pos, self._pos + n_fill)
@@ -200,7 +209,7 @@ class ClonusDetector:
                 # Set before the fill runs: the rhythm may be found stopped inside it.
                 fill_end = self._pos + round(seg_t.size * self.beat_fs / self.fs)
                 self.episodes.filled_until = fill_end
-            events += self._run(seg_t, seg_x)
+            events += self._run(seg_t, seg_x, filled=kind == "fill")
         return events
 
     # -- gaps ----------------------------------------------------------------------------
@@ -243,12 +252,15 @@ class ClonusDetector:
 
     # -- the beat stage ------------------------------------------------------------------
 
-    def _run(self, t: FloatArray, x: FloatArray) -> list[EpisodeEvent]:
+    def _run(self, t: FloatArray, x: FloatArray, filled: bool = False) -> list[EpisodeEvent]:
         if t.size == 0:
             return []
         # IMU6 counts on the gyroscope: free of gravity, and closer to clinical ratings.
         motion = x[:, 3:6] if self.sensor == "imu6" else x
-        fe = self.frontend.process(motion)
+        if filled and isinstance(self.frontend, EmgFrontEnd):
+            fe = self.frontend.hold(t.size)
+        else:
+            fe = self.frontend.process(motion)
         n = fe.osc.size
         if n == 0:
             return []
@@ -260,60 +272,44 @@ class ClonusDetector:
             take = min(self.hop - self._hop_fill, n - start)
             y = fe.osc[start : start + take]
             pos = np.arange(self._pos, self._pos + take)
-            if self.sensor != "emg":
+            if self.sensor == "emg":
+                self._env.push(y**2)
+                for lobe in self.bursts.process(pos, y, self._threshold):
+                    events += self.episodes.started(lobe) + self.episodes.closed(lobe)
+                self._hop_sum += float(np.sum(y))
+            else:
                 self._raw.push(motion[start : start + take])
-            elif fe.envelope is not None:
-                self._env.push(fe.envelope[start : start + take])
-            for lobe, started in self.lobes.process(pos, y, self._threshold):
-                if self.sensor == "emg":
-                    events += self._burst(lobe, started)
-                elif started:
-                    events += self.episodes.started(lobe)
-                else:
-                    events += self.episodes.closed(lobe)
+                for lobe, started in self.lobes.process(pos, y, self._threshold):
+                    if started:
+                        events += self.episodes.started(lobe)
+                    else:
+                        events += self.episodes.closed(lobe)
+                self._hop_sum += float(np.dot(y, y))
             self._pos += take
             self._hop_fill += take
-            self._hop_sq += float(np.dot(y, y))
             start += take
             if self._hop_fill == self.hop:
                 events += self.episodes.tick(self._pos - 1)
                 self._end_hop()
         return events
 
-    def _burst(self, lobe: Lobe, started: bool) -> list[EpisodeEvent]:
-        """EMG: a half-cycle of the envelope's oscillation, timed by the burst itself.
-
-        The band-passed envelope crosses zero wherever the bursts' differing widths shift
-        its slow baseline, so the crossing jitters by a fifth of a period or more from
-        burst to burst, and that jitter broke clonic chains. A burst is timed at the centre
-        of the envelope's mass over its half-cycle (median error 3 % of a period, p90 10 %,
-        against 7 % and 21 % for the crossing), the silence between bursts at the trough of
-        the oscillation. A half-cycle is handed on once complete: the onset is decided when
-        a burst's half-cycle closes either way, so this costs no latency."""
-        if started:
-            return []
-        at = lobe.peak_pos
-        if lobe.sign > 0:
-            first = max(lobe.start_pos, self._env.total - len(self._env))
-            held = self._env.total - first
-            span = self._env.latest(held)[: max(0, lobe.close_pos - first + 1), 0]
-            mass = float(np.sum(span))
-            if mass > 0:
-                at = first + round(float(np.dot(span, np.arange(span.size))) / mass)
-        timed = replace(lobe, start_pos=at, cross_pos=lobe.start_pos)
-        return self.episodes.started(timed) + self.episodes.closed(timed)
-
     def _end_hop(self) -> None:
-        rms = np.sqrt(self._hop_sq / self.hop)
+        """Update the noise floor, and the threshold lobes and bursts are judged against,
+        at a fixed position: the median over 10 s of quiet signal of each hop's RMS
+        (motion) or of its mean envelope (EMG: the muscle's level at rest)."""
+        mean = self._hop_sum / self.hop
+        level = mean if self.sensor == "emg" else np.sqrt(mean)
         self._hop_fill = 0
-        self._hop_sq = 0.0
+        self._hop_sum = 0.0
         if not self.episodes.active:
-            self._hop_rms.push(np.array([rms]))
+            self._hop_rms.push(np.array([level]))
             self._sigma = median(self._hop_rms.latest())  # changes only here
-        sigma = self._sigma
-        self._threshold = max(
-            self.noise_k * sigma, self.floor_fraction * self.amplitude_floor, 1e-12
-        )
+        if self.sensor == "emg":
+            self._threshold = max(self._sigma, 1e-12)
+        else:
+            self._threshold = max(
+                self.noise_k * self._sigma, self.floor_fraction * self.amplitude_floor, 1e-12
+            )
 
     def _harmonics(self, end_pos: int, period: float) -> float:
         """Cycle shape of the last four cycles up to beat-stage position `end_pos`."""

@@ -623,7 +623,7 @@ class EpisodeTracker:
         if self.envelope_floor is None:
             return True
         if self.chain.floor is None:
-            self.chain.floor = self.envelope_floor(core[0].first_pos, pos)
+            self.chain.floor = self.envelope_floor(core[0].start_pos, pos)
         return self.chain.floor <= self.p.max_envelope_floor
 
     def _short_bursts(self, core: list[Lobe], pos: int) -> bool:
@@ -633,7 +633,7 @@ class EpisodeTracker:
             return True
         if self.chain.burst_s is None:
             period = median(self._periods(core))
-            self.chain.burst_s = self.burst_time(core[0].first_pos, pos, period)
+            self.chain.burst_s = self.burst_time(core[0].start_pos, pos, period)
         return self.chain.burst_s <= self.p.max_burst_s
 
     # -- figures -------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """Sensor front-ends: raw samples in, one orientation-free oscillation signal out.
 
-Every front-end turns its input (3-axis gyro or accelerometer, or EMG channels) into a
-single band-passed signal whose cycles are the limb's contractions, so one beat stage
-serves every sensor. Each is causal, keeps its state, and is exactly chunk-invariant.
+Motion front-ends turn 3-axis gyroscope or accelerometer samples into one band-passed,
+orientation-free signal whose cycles are the limb's contractions (counted by
+`dsp.lobes`); the EMG front-end turns EMG channels into the muscle's amplitude envelope,
+whose peaks are the contractions' bursts (counted by `dsp.bursts`). Each is causal,
+keeps its state, and is exactly chunk-invariant.
 """
 
 from __future__ import annotations
@@ -24,13 +26,14 @@ from clonusd.dsp.filters import (
 class FrontEndOutput:
     """One chunk of front-end output at the beat-stage rate.
 
-    `osc` is the band-passed oscillation and `index` the position, within the input
-    chunk, of the sample each output sample came from.
+    `osc` is the signal beats are counted on (motion: the band-passed oscillation; EMG:
+    the amplitude envelope) and `index` the position, within the input chunk, of the
+    sample each output sample came from.
     """
 
     osc: FloatArray
     index: np.ndarray
-    envelope: FloatArray | None = None  # EMG: the burst envelope `osc` was band-passed from
+    envelope: FloatArray | None = None  # EMG: the amplitude envelope (the same as `osc`)
 
 
 class PrincipalAxisProjector:
@@ -93,19 +96,20 @@ class MotionFrontEnd:
 
 
 class EmgFrontEnd:
-    """Surface EMG (one or more channels) to the clonus-band oscillation of its envelope.
+    """Surface EMG (one or more channels) to the amplitude envelope its bursts are found on.
 
-    Band-pass 20 Hz to 0.45*fs (SENIAM/De Luca), mains notches, Teager-Kaiser energy,
-    rectify, 20 Hz low-pass (fast enough to keep 5-9 Hz bursts apart), sum over channels,
-    decimate to about 200 Hz, then the same clonus band-pass as the motion signals.
+    Band-pass 20 Hz to 0.45*fs (SENIAM/De Luca), mains notches, square, 12 Hz low-pass
+    (smooths a burst's noise-like carrier into one hump, yet keeps 9 Hz bursts apart), sum
+    over channels, decimate to about 200 Hz, square root: the root-mean-square amplitude,
+    in the recording's unit. `osc` and `envelope` are both that envelope.
     """
 
     target_rate = 200.0
+    smooth_hz = 12.0
 
     def __init__(
         self,
         fs: float,
-        band_hz: tuple[float, float],
         n_channels: int = 1,
         mains_hz: tuple[float, ...] = (50.0, 60.0),
     ) -> None:
@@ -114,29 +118,37 @@ class EmgFrontEnd:
         hp = bandpass_sos(20.0, min(450.0, 0.45 * fs), fs)
         notches = [notch_sos(f, fs) for f in mains_hz if f < 0.45 * fs]
         self.pre = StreamingSOS(np.vstack([hp, *notches]), n_channels)
-        self.env = StreamingSOS(lowpass_sos(20.0, fs), n_channels)
+        self.env = StreamingSOS(lowpass_sos(self.smooth_hz, fs), n_channels)
         self.q = max(1, round(fs / self.target_rate))
         self.out_fs = fs / self.q
-        self.band = StreamingSOS(bandpass_sos(band_hz[0], band_hz[1], self.out_fs), 1)
-        self._tail = np.zeros((2, n_channels))  # last two pre-filtered samples, for TKEO
         self._n = 0  # input samples seen
+        self._last = 0.0  # the newest envelope value
 
     def process(self, x: FloatArray) -> FrontEndOutput:
         x = x.reshape(x.shape[0], self.n_channels)
-        pre = self.pre.process(x)
-        ext = np.vstack([self._tail, pre])
-        # TKEO for the sample before each new one: x[n-1]^2 - x[n-2]*x[n].
-        tk = ext[1:-1] ** 2 - ext[:-2] * ext[2:]
-        self._tail = ext[-2:]
-        env = self.env.process(np.abs(tk)).sum(axis=1)
-        keep = np.flatnonzero((self._n + np.arange(x.shape[0])) % self.q == 0)
-        self._n += x.shape[0]
-        envelope = env[keep]
-        osc = self.band.process(envelope)
-        return FrontEndOutput(osc=osc, index=keep, envelope=envelope)
+        power = self.env.process(self.pre.process(x) ** 2).sum(axis=1)
+        keep = self._kept(x.shape[0])
+        envelope = np.sqrt(np.maximum(power[keep], 0.0))
+        if envelope.size:
+            self._last = float(envelope[-1])
+        return FrontEndOutput(osc=envelope, index=keep, envelope=envelope)
+
+    def hold(self, n: int) -> FrontEndOutput:
+        """Output for `n` samples lost in a short gap: the envelope held at its last value.
+
+        Nothing is known of the muscle meanwhile. Samples filled in by interpolation would
+        be near silence, which would split a burst the gap falls in into two."""
+        keep = self._kept(n)
+        envelope = np.full(keep.size, self._last)
+
+        return FrontEndOutput(osc=envelope, index=keep, envelope=envelope)
+
+    def _kept(self, n: int) -> np.ndarray:
+        """Which of the next `n` input samples the decimation keeps."""
+        keep = np.flatnonzero((self._n + np.arange(n)) % self.q == 0)
+        self._n += n
+        return keep
 
     def reset(self) -> None:
         self.pre.reset()
         self.env.reset()
-        self.band.reset()
-        self._tail = np.zeros((2, self.n_channels))

@@ -28,15 +28,8 @@ class Lobe:
     peak_pos: int = 0
     closed: bool = False
     close_pos: int = 0
-    # Where it crossed the threshold, when `start_pos` was moved to time the beat (EMG).
-    cross_pos: int | None = None
     # Not seen: a half-cycle the rhythm on both sides places inside samples lost in a gap.
     inferred: bool = False
-
-    @property
-    def first_pos(self) -> int:
-        """The first position of the half-cycle: where the signal crossed the threshold."""
-        return self.start_pos if self.cross_pos is None else self.cross_pos
 
 
 class LobeTracker:

@@ -24,7 +24,7 @@ class SiteParams:
     """Everything the detector needs to know about where the band is worn."""
 
     site: Site
-    band_hz: tuple[float, float]
+    band_hz: tuple[float, float]  # motion's clonus band-pass (EMG bursts need none)
     rate_hz: tuple[float, float]  # accepted beat rate (1 / inter-beat interval)
     # Smallest clonus lobe worth counting, per sensor unit: gyro deg/s, acc m/s^2.
     min_amplitude: dict[str, float] = field(default_factory=dict)
@@ -46,7 +46,7 @@ class SiteParams:
     # voluntary tap or cyclic effort holds each burst for a good part of its cycle (and
     # bursts of 250 ms or more are seizure-like, not clonus). Measured as the time per
     # cycle the envelope spends above 0.3 of its bursts' level (90th percentile), which
-    # the 20 Hz envelope low-pass stretches by some 20 ms. inf turns the check off.
+    # the 12 Hz envelope low-pass widens a little. inf turns the check off.
     max_burst_s: float = 0.14
     # EMG only: the most a chain's burst-to-burst periods may vary, as their standard
     # deviation over their mean. Clonus is the oscillation of one reflex loop and keeps

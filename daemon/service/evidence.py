@@ -45,7 +45,7 @@ FULL_SCALE = 999  # samples are integers in -999..999, times `scale`
 SIGNALS = {
     "imu6": "gyroscope, band-passed, principal axis",
     "acc3": "accelerometer, band-passed, principal axis",
-    "emg": "EMG envelope, band-passed",
+    "emg": "EMG amplitude envelope (RMS, 12 Hz)",
 }
 
 log = structlog.get_logger("clonusd.evidence")

@@ -1,0 +1,174 @@
+"""EMG bursts: one peak of the muscle's activity envelope per contraction.
+
+A clonic contraction is one reflex burst of tens of milliseconds followed by a silent
+period (shared/research, sections 1 and 3), so on the smoothed EMG amplitude each beat is
+one peak that rises from the level between bursts and falls back towards it. A peak is
+confirmed once the envelope has fallen from it by its prominence: at least `k_floor`
+times the resting level (so noise at rest makes no bursts) and at least `rel` of the
+peak's height above rest (so a ripple on a burst is not a second one). A peak less than
+a refractory time after the last one is part of that burst: each clonic discharge is
+followed by a refractory period. Bursts are handed on as alternating half-cycles
+(`Lobe`: the burst, then the trough before the next burst), so the episode stage counts
+bursts with the rules it applies to motion cycles.
+
+Counting peaks of the envelope itself, rather than lobes of its band-passed oscillation,
+keeps one beat per burst whatever the burst's width: narrow bursts are rich in harmonics
+that the clonus band-pass lets through as extra lobes.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from clonusd.dsp.filters import FloatArray
+from clonusd.dsp.lobes import Lobe
+from clonusd.dsp.ringbuffer import RingBuffer
+
+
+class BurstTracker:
+    """Streams `(positions, envelope, rest level)` in; returns each burst as it is
+    confirmed, preceded by the trough that parted it from the one before.
+
+    Positions are the envelope's consecutive sample indices. A burst is timed at the
+    centre of the envelope's mass above the level it had fallen to when the burst was
+    confirmed: a broad burst's envelope is a noisy plateau whose highest point wanders by
+    tens of ms, its centre far less.
+    """
+
+    def __init__(
+        self,
+        refractory: int,
+        max_gap: int,
+        k_floor: float = 3.0,
+        rel: float = 0.3,
+        minor: float = 0.3,
+    ) -> None:
+        self.refractory = refractory  # the shortest time between two bursts
+        self.max_gap = max_gap  # bursts further apart than this start a new rhythm
+        self.memory = 2 * max_gap  # how long a burst is a reference for the next
+        self.k_floor = k_floor
+        self.rel = rel
+        self.minor = minor
+        self._recent = RingBuffer(max_gap + 1, 1)  # the envelope a burst is timed on
+        self._peaks = True  # looking for a peak (else for the trough after one)
+        self._ext = -np.inf  # the running extreme since the last turn
+        self._ext_pos = 0
+        self._trough_pos = 0  # where the last trough was
+        self._peak: Lobe | None = None  # the last burst handed on
+        self._trough: Lobe | None = None  # the trough after it, not yet handed on
+        # A peak found but not yet timed: (value, position, half its height, window start).
+        self._pending: tuple[float, int, float, int] | None = None
+        self._bursts: deque[Lobe] = deque(maxlen=4)  # the last bursts handed on
+
+    def reset(self) -> None:
+        self._pending = None
+        self._peaks = True
+        self._ext = -np.inf
+        self._peak = None
+        self._trough = None
+        self._bursts.clear()
+
+    def process(self, pos: np.ndarray, env: FloatArray, rest: float) -> list[Lobe]:
+        out: list[Lobe] = []
+        self._recent.push(env)
+        floor = self.k_floor * rest
+        newest = int(pos[-1])
+        i, n = 0, env.size
+        while i < n:
+            seg = env[i:]
+            emit = None
+            if self._peaks:
+                run = np.maximum(np.maximum.accumulate(seg), self._ext)
+                fall = np.maximum(floor, self.rel * (run - rest))
+                hit = np.flatnonzero((seg < run - fall) & (run >= rest + floor))
+            else:
+                run = np.minimum(np.minimum.accumulate(seg), self._ext)
+                hit = np.flatnonzero(seg > run + floor)
+                if self._pending is not None:
+                    # A burst is timed once the envelope has fallen to half its height.
+                    emit = np.flatnonzero(seg <= self._pending[2])
+            end = int(hit[0]) if hit.size else seg.size
+            if emit is not None and emit.size and emit[0] < end:
+                e = int(emit[0])
+                self._track(seg[: e + 1], pos[i : i + e + 1])
+                out += self._emit(rest, int(pos[i + e]), float(seg[e]), newest)
+                i += e + 1
+                continue
+            self._track(seg[:end], pos[i : i + end])
+            if not hit.size:
+                break
+            at, level = int(pos[i + end]), float(seg[end])
+            if self._peaks:
+                # A peak: its centre is found once the envelope has fallen further.
+                start = max(self._trough_pos, self._ext_pos - self.max_gap // 2)
+                half = rest + 0.5 * (self._ext - rest)
+                self._pending = (self._ext, self._ext_pos, half, start)
+            else:
+                self._trough_pos = self._ext_pos
+                if self._pending is not None:  # the next burst rose before this one fell
+                    out += self._emit(rest, self._ext_pos, self._ext, newest)
+                if self._trough is None or self._ext < self._trough.peak:
+                    # Its depth is set when the next burst comes; after a hump that was
+                    # no burst, the lower of the two troughs parts the bursts.
+                    self._trough = Lobe(-1, self._ext_pos, self._ext, self._ext_pos, True, at)
+            self._peaks = not self._peaks
+            self._ext, self._ext_pos = level, at
+            i += end
+        return out
+
+    def _track(self, seg: FloatArray, pos: np.ndarray) -> None:
+        """Follow the running extreme (the peak or trough being looked for) over `seg`."""
+        if not seg.size:
+            return
+        k = int(np.argmax(seg) if self._peaks else np.argmin(seg))
+        if (seg[k] > self._ext) if self._peaks else (seg[k] < self._ext):
+            self._ext, self._ext_pos = float(seg[k]), int(pos[k])
+
+    def _emit(self, rest: float, at: int, level: float, newest: int) -> list[Lobe]:
+        """Hand on the pending burst, timed over its envelope above `level` up to `at`,
+        and the trough before it."""
+        assert self._pending is not None
+        height, peak_pos, _, start = self._pending
+        self._pending = None
+        centre = self._centre(start, at, level, newest, peak_pos)
+        burst = Lobe(1, centre, height - rest, peak_pos, True, at)
+        last, trough = self._peak, self._trough
+        recent = [b for b in self._bursts if burst.start_pos - b.start_pos <= self.memory]
+        if last is not None and burst.start_pos - last.start_pos < self._refractory(recent):
+            return []  # a second hump of the same burst
+        if recent and burst.peak < self.minor * float(np.median([b.peak for b in recent])):
+            return []  # a ripple between bursts far larger than it
+        self._bursts.append(burst)
+        self._trough = None
+        self._peak = burst
+        if last is None or trough is None or burst.start_pos - last.start_pos > self.max_gap:
+            return [burst]
+        # The trough's size is how far the envelope fell between the two bursts; it is
+        # placed half-way between them, as the bursts time the rhythm (the lowest point of
+        # a silent period is anywhere in it).
+        trough.peak = -(min(last.peak, burst.peak) + rest - trough.peak)
+        trough.start_pos = trough.peak_pos = (last.start_pos + burst.start_pos) // 2
+        return [trough, burst]
+
+    def _refractory(self, recent: list[Lobe]) -> float:
+        """Most of the recent bursts' period, and at least `refractory`."""
+        if len(recent) < 3:
+            return self.refractory
+        gaps = np.diff([b.start_pos for b in recent])
+        return max(self.refractory, 0.5 * float(np.median(gaps)))
+
+    def _centre(self, first: int, last: int, level: float, newest: int, peak: int) -> int:
+        """Centre of the envelope's mass above `level` over positions `first`-`last`
+        (`peak` when there is none)."""
+        held = len(self._recent)
+        first = max(first, newest - held + 1)
+        if last < first:
+            return peak
+        values = self._recent.latest(newest - first + 1)[: last - first + 1, 0]
+        mass = np.maximum(values - level, 0.0)
+        total = float(mass.sum())
+        if total <= 0:
+            return peak
+        return first + round(float(np.dot(mass, np.arange(mass.size))) / total)
