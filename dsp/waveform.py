@@ -19,7 +19,9 @@ HARMONICS = 3  # fundamental plus the 2nd and 3rd harmonics
 SEARCH = np.linspace(0.88, 1.12, 13)  # the beat rate from lobe timing is a few % off
 
 
-def harmonic_ratio(x: FloatArray, fs: float, freq: float, derivative: bool = False) -> float:
+def harmonic_ratio(
+    x: FloatArray, fs: float, freq: float, derivative: bool = False, band: float = 0.25
+) -> float:
     """Power at 2x and 3x the beat rate over power at the rate, summed over columns of `x`.
 
     Fitted by least squares together with an offset and a linear drift (gravity and slow
@@ -27,7 +29,7 @@ def harmonic_ratio(x: FloatArray, fs: float, freq: float, derivative: bool = Fal
     `freq` to the one the model fits best: a rate a few per cent off smears the harmonics
     more than the fundamental and would make any cycle look like a sine. Summing over axes
     makes it independent of the band's orientation (a rotation keeps the power at each
-    frequency). Only harmonics below fs/4 are used: above that a band's own output
+    frequency). Only harmonics below `band` * fs are used: above that a band's own output
     filter shapes them. `derivative` says `x` is the derivative of the motion whose shape
     is judged (an accelerometer seeing angular velocity): its harmonic k is then weighted
     by 1/k^2, so one threshold serves both. Returns 0.0 for a pure sine, inf when there is
@@ -37,7 +39,7 @@ def harmonic_ratio(x: FloatArray, fs: float, freq: float, derivative: bool = Fal
     if x.ndim == 1:
         x = x[:, None]
     n = x.shape[0]
-    harmonics = min(HARMONICS, int(fs / 4 / freq)) if freq > 0 else 0
+    harmonics = min(HARMONICS, int(band * fs / freq)) if freq > 0 else 0
     if harmonics < 2 or n < 2 * harmonics + 3:
         return float("inf")
     t = (np.arange(n) - (n - 1) / 2) / fs
