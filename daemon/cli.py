@@ -71,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     sc = sub.add_parser("scan", help="list nearby bands, their profile and signal strength")
     sc.add_argument("--seconds", type=_positive_float, default=5.0)
+    sc.add_argument(
+        "--no-connect",
+        dest="connect",
+        action="store_false",
+        help="never connect: a Polar band whose name does not say its model shows no model"
+        " (by default scan reads that band's Device Information over a short connection)",
+    )
 
     mon = sub.add_parser("monitor", help="terminal bedside view of the published topics")
     mon.add_argument("--broker", default="localhost:1883", help="HOST[:PORT] of the broker")
@@ -241,7 +248,7 @@ def _scan(args: argparse.Namespace) -> int:
     from clonusd.daemon.commands.scan import scan
 
     try:
-        found = asyncio.run(scan(args.seconds))
+        found = asyncio.run(scan(args.seconds, args.connect))
     except BleakError as exc:
         raise CliError(f"Bluetooth: {exc}") from None
     except OSError as exc:  # no system D-Bus, or BlueZ not reachable on it

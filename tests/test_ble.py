@@ -238,3 +238,24 @@ def test_band_out_of_range_is_reconnected_as_soon_as_it_advertises_again(
     assert 0 <= connect - back < 1.5  # back as soon as its advertisement is heard
     assert sub.on("/status")[-1]["reconnects"] == 1
     sub.close()
+
+
+def test_scan_reads_the_model_of_a_polar_whose_name_does_not_say_it(
+    fake_bluez: FakeBluezThread,
+) -> None:
+    """A Polar band advertising a name without its model is asked for its Device
+    Information over a short connection, unless scan is told never to connect."""
+    from fakebluez.bands import VirtualPolar
+
+    band = VirtualPolar(SimulatedBand("acc3", 100), "H10", address="A0:9E:1A:00:00:0B", name="HRM")
+    fake_bluez.call(lambda: fake_bluez.bluez.add(band))
+    rows = {}
+    for flags in ((), ("--no-connect",)):
+        proc = clonusd("scan", "--seconds", "1", *flags, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        row = next(r.split() for r in proc.stdout.splitlines() if r.startswith(band.address))
+        rows[flags] = (row[2], row[3])
+    assert rows == {(): ("polar", "h10"), ("--no-connect",): ("polar", "-")}
+    stats = fake_bluez.call(lambda: dict(fake_bluez.bluez.stats))
+    assert stats["connects"] == 1  # once, for the first scan; and it let the band go again
+    assert fake_bluez.call(lambda: band.link) is None

@@ -211,6 +211,28 @@ def test_verity_without_sdk_mode_is_refused_a_rate_that_needs_it_with_the_fix(
     sub.close()
 
 
+def test_a_polar_whose_device_information_names_another_model_is_refused_with_the_fix(
+    fake_bluez: FakeBluezThread, broker: Mosquitto, tmp_path: Path
+) -> None:
+    """A Verity Sense under a name that does not say its model, configured as an H10: its
+    Device Information's Model Number String says what it is, and the set-up stops there
+    with the setting to change, before any stream is asked for."""
+    virtual = VirtualPolar(SimulatedBand("imu6", 52), "Verity", name="Sense 5E1F", sdk=True)
+    fake_bluez.call(lambda: fake_bluez.bluez.add(virtual))
+    sub = Subscriber(broker.port)
+    daemon = _daemon(broker, tmp_path, virtual, 'profile = "polar"\nmodel = "h10"')
+    try:
+        assert sub.wait_for(
+            lambda: any("says it is a Polar Verity" in s["link_detail"] for s in sub.on("/status")),
+            30,
+        ), daemon.logs()
+    finally:
+        assert daemon.terminate() == 0
+    assert 'not a Polar H10: set model = \\"verity\\"' in daemon.logs()
+    assert not virtual.started
+    sub.close()
+
+
 def test_two_bands_at_once_share_one_scanner_and_keep_their_events_apart(
     fake_bluez: FakeBluezThread, broker: Mosquitto, tmp_path: Path
 ) -> None:

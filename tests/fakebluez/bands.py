@@ -182,8 +182,11 @@ class VirtualPolar(VirtualBand):
         mtu: int = 247,
         frame: int | None = None,
         sdk: bool = True,
+        name: str | None = None,
+        model_number: str | None = None,
     ) -> None:
-        name = "Polar H10 0A1B2C3D" if model == "H10" else "Polar Sense B5E1F002"
+        if name is None:
+            name = "Polar H10 0A1B2C3D" if model == "H10" else "Polar Sense B5E1F002"
         super().__init__(band, name, address, battery)
         self.model, self.mtu = model, mtu
         self.frame = frame  # samples per data frame (real bands: ~30-70); default rate / 10
@@ -202,6 +205,12 @@ class VirtualPolar(VirtualBand):
             ),
             *self.battery_service,
         ]
+        # Device Information with the Model Number String ("" for a band without one).
+        number = (model if model_number is None else model_number).encode()
+        if number:
+            self.services.append(
+                Service(polar.DEVICE_INFO, [Char(polar.MODEL_NUMBER, ["read"], number)])
+            )
         self.started: dict[int, int] = {}  # measurement type -> rate
         self._streams: dict[int, asyncio.Task[None]] = {}
         self.pairs: list[tuple[np.ndarray, np.ndarray]] = []

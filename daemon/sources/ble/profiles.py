@@ -172,8 +172,9 @@ class PolarProfile(BandProfile):
 
     def __init__(self, cfg: BleConfig) -> None:
         super().__init__(cfg)
-        model = polar.MODELS[cfg.polar_model or "verity"]
-        self.sdk_mode = cfg.polar_model == "verity" and cfg.rate not in model.normal_rates
+        self.model = polar.MODELS[cfg.polar_model or "verity"]
+        self.sdk_mode = self.model.key == "verity" and cfg.rate not in self.model.normal_rates
+        self.model_number: str | None = None  # what the band's Device Information says
         self.types = [polar.ACC, polar.GYRO] if self.sensor == "imu6" else [polar.ACC]
         self.parsers = {m: polar.PolarParser(m, self.fs) for m in self.types}
         for p in self.parsers.values():
@@ -270,6 +271,7 @@ class PolarProfile(BandProfile):
                 f"ATT MTU is {mtu}, Polar PMD needs at least {polar.MIN_MTU}; "
                 "the adapter or BlueZ did not negotiate a large enough MTU"
             )
+        await self._check_model(client)
         features = bytes(await client.read_gatt_char(polar.CONTROL))
         await client.start_notify(polar.CONTROL, self._on_control)
         await client.start_notify(polar.DATA, self._on_data)
@@ -297,6 +299,23 @@ class PolarProfile(BandProfile):
             if not reply.ok:
                 raise BandSetupError(f"Polar start refused: {reply.status_name}")
             self.parsers[mtype].restart(reply.factor())
+
+    async def _check_model(self, client: BleakClient) -> None:
+        """The band's Model Number String, when it has one, must name the model the config
+        was checked against (by its `model` or the advertised name): an H10 driven as a
+        Verity Sense would be refused its gyroscope, or a rate, at every retry."""
+        if client.services.get_characteristic(polar.MODEL_NUMBER) is None:
+            return
+        raw = bytes(await client.read_gatt_char(polar.MODEL_NUMBER))
+        self.model_number = polar.model_number(raw)
+        said = polar.model_from_number(self.model_number)
+        log.info("polar_model", model_number=self.model_number, model=said and said.key)
+        if said is not None and said.key != self.model.key:
+            raise BandSetupError(
+                f"this band says it is a {said.label} (model number {self.model_number!r}), "
+                f'not a {self.model.label}: set model = "{said.key}" and a sensor and '
+                "rate_hz it offers (clonusd check-config says which)"
+            )
 
     async def _enter_sdk_mode(self, client: BleakClient, features: bytes) -> None:
         """Verity Sense: ACC/GYRO at 26-416 Hz need SDK mode (it turns the band's own

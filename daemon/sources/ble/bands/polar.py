@@ -20,6 +20,10 @@ SERVICE = "fb005c80-02e7-f387-1cad-8acd2d8df0c8"
 CONTROL = "fb005c81-02e7-f387-1cad-8acd2d8df0c8"
 DATA = "fb005c82-02e7-f387-1cad-8acd2d8df0c8"
 MIN_MTU = 232
+# Device Information Service: the band's Model Number String (UTF-8), a second witness to
+# the model besides the advertised name (sensor_protocols.md 7.1).
+DEVICE_INFO = "0000180a-0000-1000-8000-00805f9b34fb"
+MODEL_NUMBER = "00002a24-0000-1000-8000-00805f9b34fb"
 
 ECG, ACC, GYRO = 0, 2, 5
 GET_SETTINGS, START, STOP = 1, 2, 3
@@ -55,17 +59,21 @@ class Model:
     key: str  # the config's `model`
     label: str
     names: tuple[str, ...]  # advertised name prefixes
+    numbers: tuple[str, ...]  # words its Model Number String holds (case ignored)
     rates: dict[str, tuple[int, ...]]  # sensor kind -> rates; the first kind is the default
     default_rate: int
     normal_rates: tuple[int, ...]  # rates without SDK mode (others need it)
 
 
 MODELS = {
-    "h10": Model("h10", "Polar H10", ("Polar H10",), {"acc3": (25, 50, 100, 200)}, 100, ()),
+    "h10": Model(
+        "h10", "Polar H10", ("Polar H10",), ("H10",), {"acc3": (25, 50, 100, 200)}, 100, ()
+    ),
     "verity": Model(
         "verity",
         "Polar Verity Sense",
         ("Polar Sense",),
+        ("SENSE", "VERITY"),
         {kind: (26, 52, 104, 208, 416) for kind in ("imu6", "acc3")},
         52,
         (52,),
@@ -77,6 +85,21 @@ def model_from_name(name: str | None) -> Model | None:
     """The model an advertised name (or a GAP device name) shows, if any."""
     for model in MODELS.values():
         if name and name.startswith(model.names):
+            return model
+    return None
+
+
+def model_number(raw: bytes) -> str:
+    """A Model Number String as read: UTF-8, padding dropped, at most 40 characters."""
+    return raw.decode("utf-8", "replace").strip("\x00 ")[:40]
+
+
+def model_from_number(number: str | None) -> Model | None:
+    """The model a Device Information Model Number String names ("H10", "Polar Sense"),
+    if it names one clonusd drives."""
+    text = (number or "").upper()
+    for model in MODELS.values():
+        if any(word in text for word in model.numbers):
             return model
     return None
 
