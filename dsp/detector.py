@@ -322,13 +322,14 @@ class ClonusDetector:
     def _harmonics(self, end_pos: int, period: float) -> float:
         """Cycle shape of the last four cycles up to beat-stage position `end_pos`."""
         first = end_pos - round(4 * period) + 1
-        rows = self._raw.latest(self._raw.total - first)
+        rows = self._raw.latest(self._raw.total - first)[: end_pos - first + 1]
         return harmonic_ratio(
-            rows[: end_pos - first + 1],
+            rows,
             self.beat_fs,
             self.beat_fs / period,
             derivative=self.sensor == "acc3",  # tangential acceleration of the swing
             band=self.harmonic_band[self.sensor],
+            keep=~self.episodes.filled_mask(first, first + rows.shape[0]),
         )
 
     def _envelope_floor(self, first_pos: int, end_pos: int) -> float:

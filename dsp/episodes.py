@@ -198,6 +198,13 @@ class EpisodeTracker:
         self.chain.lobes.extend(carry)
         return events
 
+    def filled_mask(self, first: int, end: int) -> np.ndarray:
+        """Which of positions `first` to `end - 1` hold filled-in samples."""
+        mask = np.zeros(max(0, end - first), dtype=bool)
+        for a, b in self._fills:
+            mask[max(0, a - first) : max(0, b - first)] = True
+        return mask
+
     def _filled(self, pos: int) -> bool:
         """`pos` lies in filled-in samples, or just after them (the band-pass's memory)."""
         return any(a <= pos <= b + self.fill_margin for a, b in self._fills)

@@ -31,11 +31,12 @@ class SiteParams:
     threshold_beats: int = 5  # "more than five contractions in a row is sustained"
     regularity_tolerance: float = 0.35  # |IBI - median| / median accepted for a new beat
     # Motion only: a chain whose cycle is a cleaner sine than this (harmonic power over
-    # fundamental, see dsp.waveform) is not alarmed. A 45/55 clonic cycle measures
-    # 0.01-0.02 or more; a clean sine (vibration, the evenest tremor or tapping) under
-    # 0.005, which is where the line is (the daemon's own simulated band loses its first
-    # clonus episode at 0.006). 0 turns the check off.
-    min_harmonic_ratio: float = 0.005
+    # fundamental, beyond what the band's noise explains, see dsp.waveform) is not
+    # alarmed. A 45/55 clonic cycle measures 0.014 noise-free, less with jitter (the
+    # daemon's own simulated band loses its first episode at 0.0047); a clean sine
+    # (vibration, the evenest tremor or tapping) measures near 0, a noisy one a few
+    # thousandths. 0 turns the check off.
+    min_harmonic_ratio: float = 0.004
     # EMG only: a reflex burst is tens of ms long with a silent period after it, so the
     # envelope of a clonic chain drops back to rest between bursts. When its quietest tenth
     # stays above this share of its bursts' level (90th percentile), the muscle never

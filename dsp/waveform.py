@@ -20,7 +20,12 @@ SEARCH = np.linspace(0.88, 1.12, 13)  # the beat rate from lobe timing is a few 
 
 
 def harmonic_ratio(
-    x: FloatArray, fs: float, freq: float, derivative: bool = False, band: float = 0.25
+    x: FloatArray,
+    fs: float,
+    freq: float,
+    derivative: bool = False,
+    band: float = 0.25,
+    keep: np.ndarray | None = None,
 ) -> float:
     """Power at 2x and 3x the beat rate over power at the rate, summed over columns of `x`.
 
@@ -32,8 +37,10 @@ def harmonic_ratio(
     frequency). Only harmonics below `band` * fs are used: above that a band's own output
     filter shapes them. `derivative` says `x` is the derivative of the motion whose shape
     is judged (an accelerometer seeing angular velocity): its harmonic k is then weighted
-    by 1/k^2, so one threshold serves both. Returns 0.0 for a pure sine, inf when there is
-    nothing to compare (no harmonic in band, too few samples, no fundamental).
+    by 1/k^2, so one threshold serves both. `keep` leaves rows out of the fit (samples
+    filled in over lost packets: a straight line is no shape of the limb's). Returns 0.0
+    for a pure sine, inf when there is nothing to compare (no harmonic in band, too few
+    samples, no fundamental).
     """
     x = np.asarray(x, dtype=np.float64)
     if x.ndim == 1:
@@ -43,18 +50,37 @@ def harmonic_ratio(
     if harmonics < 2 or n < 2 * harmonics + 3:
         return float("inf")
     t = (np.arange(n) - (n - 1) / 2) / fs
-    power = max((_harmonic_powers(x, t, f, harmonics) for f in freq * SEARCH), key=sum)
+    if keep is not None:
+        x, t = x[keep], t[keep]
+        if t.size < 2 * harmonics + 3:
+            return float("inf")
+    power, noise = max((_harmonic_powers(x, t, f, harmonics) for f in freq * SEARCH), key=_total)
     if power[0] <= 0:
         return float("inf")
     weight = 2 if derivative else 0
-    return float(sum(p / k**weight for k, p in enumerate(power[1:], start=2)) / power[0])
+    # What noise alone would put at each harmonic is taken off: a small clean sine in a
+    # noisy band measured as a few thousandths, as much as the line (waveform.py's caller).
+    shape = sum(max(0.0, p - noise) / k**weight for k, p in enumerate(power[1:], start=2))
+    return float(shape / power[0])
 
 
-def _harmonic_powers(x: FloatArray, t: FloatArray, freq: float, harmonics: int) -> list[float]:
-    """Power (summed over columns) of each harmonic of `freq` in a least-squares fit."""
+def _total(fit: tuple[list[float], float]) -> float:
+    return sum(fit[0])
+
+
+def _harmonic_powers(
+    x: FloatArray, t: FloatArray, freq: float, harmonics: int
+) -> tuple[list[float], float]:
+    """Power (summed over columns) of each harmonic of `freq` in a least-squares fit, and
+    the power noise alone is expected to give one harmonic: its two coefficients each
+    vary by 2 sigma^2 / n, sigma^2 being the fit's residual variance in each column."""
     cols = [np.ones(t.size), t]
     for k in range(1, harmonics + 1):
         w = 2 * np.pi * k * freq * t
         cols += [np.cos(w), np.sin(w)]
-    coef, *_ = np.linalg.lstsq(np.column_stack(cols), x, rcond=None)
-    return [float(np.sum(coef[2 * k : 2 * k + 2] ** 2)) for k in range(1, harmonics + 1)]
+    design = np.column_stack(cols)
+    coef, *_ = np.linalg.lstsq(design, x, rcond=None)
+    dof = max(1, t.size - design.shape[1])
+    sigma2 = np.sum((x - design @ coef) ** 2, axis=0) / dof
+    noise = float(np.sum(4.0 * sigma2 / t.size))
+    return [float(np.sum(coef[2 * k : 2 * k + 2] ** 2)) for k in range(1, harmonics + 1)], noise
