@@ -78,7 +78,10 @@ def test_ready_watchdog_stall_and_stopping(broker: Mosquitto, tmp_path: Path) ->
         listen_until(lambda: (bool(got) and got[-1][0] > stall_at + 3.0) or _quiet(got, 3.0), 30)
         proc.send_signal(signal.SIGTERM)
         listen_until(lambda: any(m == "STOPPING=1" for _, m in got), 30)
-        assert proc.wait(timeout=30) == 0
+        code = proc.wait(timeout=30)
+        # On failure, what the daemon said on its way out (its log is JSON on stderr).
+        said = [m for _, m in got if m.startswith("STATUS")]
+        assert code == 0, (code, said, proc.stderr.read()[-3000:] if proc.stderr else "")
     finally:
         if proc.poll() is None:
             proc.kill()
