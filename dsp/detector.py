@@ -321,8 +321,17 @@ class ClonusDetector:
 
     def _harmonics(self, end_pos: int, period: float) -> float:
         """Cycle shape of the last four cycles up to beat-stage position `end_pos`."""
-        first = end_pos - round(4 * period) + 1
+        need = round(4 * period)
+        first = end_pos - need + 1
+        # Four cycles of samples that were seen: filled-in ones do not count towards them.
+        oldest = self._raw.total - len(self._raw)
+        while first > oldest:
+            seen = int(np.count_nonzero(~self.episodes.filled_mask(first, end_pos + 1)))
+            if seen >= need:
+                break
+            first = max(oldest, first - (need - seen))
         rows = self._raw.latest(self._raw.total - first)[: end_pos - first + 1]
+        times = self._times.latest(self._times.total - first)[: rows.shape[0], 0]
         return harmonic_ratio(
             rows,
             self.beat_fs,
@@ -330,6 +339,7 @@ class ClonusDetector:
             derivative=self.sensor == "acc3",  # tangential acceleration of the swing
             band=self.harmonic_band[self.sensor],
             keep=~self.episodes.filled_mask(first, first + rows.shape[0]),
+            times=times if times.size == rows.shape[0] else None,
         )
 
     def _envelope_floor(self, first_pos: int, end_pos: int) -> float:

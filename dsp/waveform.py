@@ -26,6 +26,7 @@ def harmonic_ratio(
     derivative: bool = False,
     band: float = 0.25,
     keep: np.ndarray | None = None,
+    times: FloatArray | None = None,
 ) -> float:
     """Power at 2x and 3x the beat rate over power at the rate, summed over columns of `x`.
 
@@ -38,7 +39,9 @@ def harmonic_ratio(
     filter shapes them. `derivative` says `x` is the derivative of the motion whose shape
     is judged (an accelerometer seeing angular velocity): its harmonic k is then weighted
     by 1/k^2, so one threshold serves both. `keep` leaves rows out of the fit (samples
-    filled in over lost packets: a straight line is no shape of the limb's). Returns 0.0
+    filled in over lost packets: a straight line is no shape of the limb's), and `times`
+    are the rows' sample times when they are not evenly spaced (a gap in the signal: the
+    rhythm's phase runs on in time across it, not in samples). Returns 0.0
     for a pure sine, inf when there is nothing to compare (no harmonic in band, too few
     samples, no fundamental).
     """
@@ -49,7 +52,7 @@ def harmonic_ratio(
     harmonics = min(HARMONICS, int(band * fs / freq)) if freq > 0 else 0
     if harmonics < 2 or n < 2 * harmonics + 3:
         return float("inf")
-    t = (np.arange(n) - (n - 1) / 2) / fs
+    t = (np.arange(n) - (n - 1) / 2) / fs if times is None else times - np.mean(times)
     if keep is not None:
         x, t = x[keep], t[keep]
         if t.size < 2 * harmonics + 3:
