@@ -211,12 +211,10 @@ class ClonusDetector:
                 self.lobes.reset()
                 self.bursts.reset()
             if kind == "fill":
+                # Told before the fill runs: the rhythm may be found stopped inside it.
                 n_fill = round(seg_t.size * self.beat_fs / self.fs)
-                self.episodes.add_fill(self._pos, self._pos + n_fill)
-            if kind == "fill" and seg_t.size >= self.min_gap_s * self.fs:
-                # Set before the fill runs: the rhythm may be found stopped inside it.
-                fill_end = self._pos + round(seg_t.size * self.beat_fs / self.fs)
-                self.episodes.filled_until = fill_end
+                long = seg_t.size >= self.min_gap_s * self.fs
+                self.episodes.add_fill(self._pos, self._pos + n_fill, long)
             events += self._run(seg_t, seg_x, filled=kind == "fill")
         return events
 

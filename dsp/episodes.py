@@ -146,12 +146,11 @@ class EpisodeTracker:
         self._rhythm_end = -(10**9)  # last lobe of the last chain as long as an episode
         self._next_episode = 1
         self._held: _Held | None = None
-        # Set by the detector: the position after the last stretch of samples it filled in
-        # over lost packets. A rhythm that stops there stopped for want of signal.
-        self.filled_until = -1
-        # Set by the detector: the stretches of samples it filled in over lost packets, as
-        # beat-stage (start, end) positions, newest last.
+        # The stretches of samples the detector filled in over lost packets (`add_fill`), as
+        # beat-stage (start, end) positions, newest last; and the end of the last one long
+        # enough to be why a rhythm stopped (it then stopped for want of signal).
         self._fills: deque[tuple[int, int]] = deque(maxlen=32)
+        self.filled_until = -1
         self.fill_margin = round(0.1 * fs)  # the band-pass carries a fill on this long
         self._bank: _Bank | None = None
         self.bridge_window = round(1.5 * fs)  # a piece must start this soon after the last
@@ -171,9 +170,12 @@ class EpisodeTracker:
 
     # -- feeding -------------------------------------------------------------------------
 
-    def add_fill(self, start: int, end: int) -> None:
-        """Beat-stage positions `start`-`end` hold samples filled in over lost packets."""
+    def add_fill(self, start: int, end: int, long: bool) -> None:
+        """Beat-stage positions `start`-`end` hold samples filled in over lost packets;
+        `long`: long enough that a rhythm stopping in it may have stopped for that."""
         self._fills.append((start, end))
+        if long:
+            self.filled_until = end
 
     def started(self, lobe: Lobe) -> list[EpisodeEvent]:
         """A new lobe crossed the threshold: does it continue the rhythm?"""
@@ -207,7 +209,12 @@ class EpisodeTracker:
 
     def _filled(self, pos: int) -> bool:
         """`pos` lies in filled-in samples, or just after them (the band-pass's memory)."""
-        return any(a <= pos <= b + self.fill_margin for a, b in self._fills)
+        for a, b in reversed(self._fills):  # newest first; older ones end earlier
+            if b + self.fill_margin < pos:
+                return False
+            if a <= pos:
+                return True
+        return False
 
     def _across_fill(self, lobe: Lobe) -> list[Lobe] | None:
         """The half-cycles lost packets hid, when `lobe` continues the rhythm across them.
