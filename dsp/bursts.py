@@ -32,9 +32,9 @@ class BurstTracker:
     confirmed, preceded by the trough that parted it from the one before.
 
     Positions are the envelope's consecutive sample indices. A burst is timed at the
-    centre of the envelope's mass above the level it had fallen to when the burst was
-    confirmed: a broad burst's envelope is a noisy plateau whose highest point wanders by
-    tens of ms, its centre far less.
+    centre of the envelope's mass above half its height, once the envelope has fallen
+    there (or, sooner, at the trough before the next burst): a broad burst's envelope is
+    a noisy plateau whose highest point wanders by tens of ms, its centre far less.
     """
 
     def __init__(

@@ -33,7 +33,6 @@ class FrontEndOutput:
 
     osc: FloatArray
     index: np.ndarray
-    envelope: FloatArray | None = None  # EMG: the amplitude envelope (the same as `osc`)
 
 
 class PrincipalAxisProjector:
@@ -101,7 +100,7 @@ class EmgFrontEnd:
     Band-pass 20 Hz to 0.45*fs (SENIAM/De Luca), mains notches, square, 12 Hz low-pass
     (smooths a burst's noise-like carrier into one hump, yet keeps 9 Hz bursts apart), sum
     over channels, decimate to about 200 Hz, square root: the root-mean-square amplitude,
-    in the recording's unit. `osc` and `envelope` are both that envelope.
+    in the recording's unit, given as the output's `osc`.
     """
 
     target_rate = 200.0
@@ -131,7 +130,7 @@ class EmgFrontEnd:
         envelope = np.sqrt(np.maximum(power[keep], 0.0))
         if envelope.size:
             self._last = float(envelope[-1])
-        return FrontEndOutput(osc=envelope, index=keep, envelope=envelope)
+        return FrontEndOutput(osc=envelope, index=keep)
 
     def hold(self, n: int) -> FrontEndOutput:
         """Output for `n` samples lost in a short gap: the envelope held at its last value.
@@ -139,9 +138,7 @@ class EmgFrontEnd:
         Nothing is known of the muscle meanwhile. Samples filled in by interpolation would
         be near silence, which would split a burst the gap falls in into two."""
         keep = self._kept(n)
-        envelope = np.full(keep.size, self._last)
-
-        return FrontEndOutput(osc=envelope, index=keep, envelope=envelope)
+        return FrontEndOutput(osc=np.full(keep.size, self._last), index=keep)
 
     def _kept(self, n: int) -> np.ndarray:
         """Which of the next `n` input samples the decimation keeps."""
