@@ -81,7 +81,7 @@ def test_payload_schemas_ship_in_the_package(venv: Path, tmp_path: Path) -> None
         "print(';'.join(topics.payload_schema(k)['title'] for k in topics.PAYLOADS))"
     )
     out = _run([str(venv / "bin" / "python"), "-c", code], tmp_path)
-    kinds = ("event", "state", "status", "availability")
+    kinds = ("event", "state", "status", "availability", "history", "evidence")
     assert out.strip().split(";") == [f"clonusd/2 {k}" for k in kinds]
 
 

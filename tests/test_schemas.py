@@ -14,7 +14,7 @@ from clonusd.daemon.mqtt import topics
 
 
 def _kind(topic: str) -> str:
-    return topic.rsplit("/", 1)[1]
+    return "evidence" if "/evidence/" in topic else topic.rsplit("/", 1)[1]
 
 
 def _check(payload: Any, kind: str) -> None:
@@ -50,20 +50,34 @@ def test_every_payload_the_daemon_publishes_matches_its_schema(
     with sub._lock:
         messages = [(t, p) for _, t, p, _ in sub.messages]
     seen: dict[str, set[str]] = {}
-    others: set[str] = set()
     for topic, payload in messages:
         kind = _kind(topic)
-        if kind not in topics.PAYLOADS:
-            # The central station's retained history and evidence: no shipped schema yet.
-            others.add("evidence" if "/evidence/" in topic else kind)
-            continue
+        assert kind in topics.PAYLOADS, topic
+        if payload == "":
+            continue  # a retained topic cleared
         _check(payload, kind)
-        tag = payload.get("event") or payload.get("reason") or str(payload.get("clonus"))
+        tag = (
+            payload.get("event")
+            or payload.get("reason")
+            or str(payload.get("clonus", payload.get("final", len(payload.get("episodes", [])))))
+        )
         seen.setdefault(kind, set()).add(tag)
     assert seen["event"] >= {"clonus.onset", "clonus.update", "clonus.end", "sensor.stall"}
     assert seen["availability"] == {"connected", "shutdown", "connection_lost"}
     assert seen["state"] == {"True", "False"} and "status" in seen
-    assert others <= {"history", "evidence"}, others
+    assert seen["evidence"] == {"False", "True"}  # while the episode lasts, and final
+    assert "1" in seen["history"]  # the ended episode
+
+
+_WHO = {
+    "schema": "clonusd/2",
+    "daemon": "pi",
+    "time": "2026-01-01T00:00:00+00:00",
+    "bed": "b",
+    "sensor": "s",
+    "site": "ankle",
+    "side": "left",
+}
 
 
 @pytest.mark.parametrize(
@@ -101,6 +115,27 @@ def test_every_payload_the_daemon_publishes_matches_its_schema(
                 "clonus": True,
             },
         ),
+        (
+            "evidence",
+            {
+                **_WHO,
+                "episode": 1,
+                "episode_id": "e",
+                "final": True,
+                "signal": "s",
+                "unit": "u",
+                "fs_hz": 64.0,
+                "t0": 0.0,
+                "onset_s": 2.0,
+                "last_beat_s": 3.0,
+                "scale": 0.1,
+                "samples": [0, 1000],
+                "beats_s": [2.0],
+                "beats_total": 1,
+                "truncated": False,
+            },
+        ),  # a sample past full scale
+        ("history", {**_WHO, "window_s": 86400.0, "episodes": [{"episode_id": "e"}]}),
     ],
 )
 def test_schemas_refuse_what_a_monitor_could_not_use(kind: str, payload: dict[str, Any]) -> None:

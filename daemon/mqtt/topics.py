@@ -6,6 +6,8 @@
 {prefix}/{bed}/{sensor}/event             QoS 1     clonus.onset / update / end, stalls
 {prefix}/{bed}/{sensor}/state             retained  is clonus happening now, beats so far
 {prefix}/{bed}/{sensor}/status            retained  link, rate, loss, battery, quality, stall
+{prefix}/{bed}/{sensor}/history           retained  the episodes of the last 24 h, newest first
+{prefix}/{bed}/{sensor}/evidence/{id}     retained  the signal around one episode, its beats
 
 Many daemons share one broker (a ward): each has its own availability topic and last
 will, and every sensor payload names its `daemon`, so a monitor can tell which beds a
@@ -19,7 +21,7 @@ from importlib import resources
 from typing import Any
 
 SCHEMA = "clonusd/2"
-PAYLOADS = ("event", "state", "status", "availability")
+PAYLOADS = ("event", "state", "status", "availability", "history", "evidence")
 
 
 def availability(prefix: str, daemon_id: str) -> str:

@@ -3,8 +3,9 @@
 Per sensor, two retained kinds of topic (documented in the README):
 
     {prefix}/{bed}/{sensor}/history               ended episodes of the last 24 h, newest first
-    {prefix}/{bed}/{sensor}/evidence/{episode_id} the band-passed signal around one episode,
-                                                  decimated, with the counted beats
+    {prefix}/{bed}/{sensor}/evidence/{episode_id} the signal the beats were counted on,
+                                                  around one episode, decimated, with
+                                                  the counted beats
 
 The daemon publishes them, not the central station, so a web server (or any monitor) that
 restarts or connects late still gets them from the broker. The history is also kept in
@@ -95,7 +96,8 @@ def snippet(
     """Cut [start_t, end_t] out of (t, y) and decimate it to about TARGET_FS.
 
     Returns (first sample's time, rate, scale, integer samples with y = sample * scale).
-    The signal is already band-passed to the clonus band, so every k-th sample is kept."""
+    The signal is already limited to the clonus band (motion: band-passed; EMG: the
+    envelope, low-passed at 12 Hz), so every k-th sample is kept."""
     keep = (t >= start_t) & (t <= end_t)
     t, y = t[keep], y[keep]
     k = max(1, int(fs // TARGET_FS))
