@@ -89,32 +89,8 @@ _WHO = {
             "availability",
             {"schema": "clonusd/2", "daemon": "pi", "state": "online", "reason": "connection_lost"},
         ),
-        (
-            "state",
-            {
-                "schema": "clonusd/1",
-                "daemon": "pi",
-                "time": "2026-01-01T00:00:00+00:00",
-                "bed": "b",
-                "sensor": "s",
-                "site": "ankle",
-                "side": "left",
-                "clonus": False,
-            },
-        ),
-        (
-            "state",
-            {
-                "schema": "clonusd/2",
-                "daemon": "pi",
-                "time": "2026-01-01T00:00:00+00:00",
-                "bed": "b",
-                "sensor": "s",
-                "site": "ankle",
-                "side": "left",
-                "clonus": True,
-            },
-        ),
+        ("state", {**_WHO, "schema": "clonusd/1", "clonus": False}),  # the old tree
+        ("state", {**_WHO, "clonus": True}),  # clonus without the episode's figures
         (
             "evidence",
             {
