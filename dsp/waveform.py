@@ -41,9 +41,9 @@ def harmonic_ratio(
     by 1/k^2, so one threshold serves both. `keep` leaves rows out of the fit (samples
     filled in over lost packets: a straight line is no shape of the limb's), and `times`
     are the rows' sample times when they are not evenly spaced (a gap in the signal: the
-    rhythm's phase runs on in time across it, not in samples). Returns 0.0
-    for a pure sine, inf when there is nothing to compare (no harmonic in band, too few
-    samples, no fundamental).
+    rhythm's phase runs on in time across it, not in samples). What the band's noise
+    alone puts at each harmonic is taken off. Returns 0.0 for a pure sine, inf when there
+    is nothing to compare (no harmonic in band, too few samples, no fundamental).
     """
     x = np.asarray(x, dtype=np.float64)
     if x.ndim == 1:
@@ -61,8 +61,8 @@ def harmonic_ratio(
     if power[0] <= 0:
         return float("inf")
     weight = 2 if derivative else 0
-    # What noise alone would put at each harmonic is taken off: a small clean sine in a
-    # noisy band measured as a few thousandths, as much as the line (waveform.py's caller).
+    # Without this, a small clean sine in a noisy band measured a few thousandths: as
+    # much as the line between a sine and a clonic cycle (SiteParams.min_harmonic_ratio).
     shape = sum(max(0.0, p - noise) / k**weight for k, p in enumerate(power[1:], start=2))
     return float(shape / power[0])
 
