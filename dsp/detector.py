@@ -138,12 +138,12 @@ class ClonusDetector:
         self._raw = RingBuffer(round(3.0 * beat_fs), 3)
         # EMG envelope before the clonus band-pass, for the rest between bursts.
         self._env = RingBuffer(round(3.0 * beat_fs), 1)
-        self._hop_rms = RingBuffer(100, 1)  # 10 s of quiet-signal hop RMS
+        self._hop_rms = RingBuffer(100, 1)  # 10 s of quiet hops' RMS (EMG: mean envelope)
         self._pos = 0  # beat-stage samples produced
         self._hop_fill = 0
         self._hop_sum = 0.0  # of y^2 (motion) or y (EMG) over the hop
         self._threshold = np.inf
-        self._sigma = 0.0  # noise floor: median hop RMS of quiet signal
+        self._sigma = 0.0  # noise floor (EMG: resting level): the median of _hop_rms
         self._last_t: float | None = None
         self._last_row: FloatArray | None = None
         self._hold = max(1, round(self.hold_s * self.fs))

@@ -13,6 +13,7 @@ from bleak.backends.device import BLEDevice
 from bleak.exc import BleakError
 
 from clonusd.daemon.sources.ble.bands import movesense, myo, polar, thingy, witmotion
+from clonusd.daemon.sources.ble.profiles import read_model_number
 
 PROFILES: list[tuple[str, tuple[str, ...], str]] = [
     # profile, service UUIDs it advertises or exposes, name prefix
@@ -46,12 +47,9 @@ async def model_number(device: BLEDevice, timeout: float = 10.0) -> str | None:
     connection; None when it cannot be read in `timeout` seconds or the band has none."""
     try:
         async with asyncio.timeout(timeout), BleakClient(device) as client:
-            if client.services.get_characteristic(polar.MODEL_NUMBER) is None:
-                return None
-            raw = bytes(await client.read_gatt_char(polar.MODEL_NUMBER))
+            return await read_model_number(client) or None
     except (BleakError, TimeoutError, OSError):
         return None
-    return polar.model_number(raw) or None
 
 
 async def scan(seconds: float, connect: bool = True) -> list[Found]:

@@ -29,6 +29,14 @@ log = structlog.get_logger("clonusd.ble")
 Emit = Callable[[SampleChunk], None]
 
 
+async def read_model_number(client: BleakClient) -> str | None:
+    """The Model Number String of the connected band's Device Information Service, or
+    None when the band has none (`clonusd scan` and the Polar set-up both ask it)."""
+    if client.services.get_characteristic(polar.MODEL_NUMBER) is None:
+        return None
+    return polar.model_number(bytes(await client.read_gatt_char(polar.MODEL_NUMBER)))
+
+
 class BandSetupError(BleakError):
     """The band refused its start sequence (wrong rate, MTU too small, no such sensor).
 
@@ -304,10 +312,9 @@ class PolarProfile(BandProfile):
         """The band's Model Number String, when it has one, must name the model the config
         was checked against (by its `model` or the advertised name): an H10 driven as a
         Verity Sense would be refused its gyroscope, or a rate, at every retry."""
-        if client.services.get_characteristic(polar.MODEL_NUMBER) is None:
+        self.model_number = await read_model_number(client)
+        if self.model_number is None:
             return
-        raw = bytes(await client.read_gatt_char(polar.MODEL_NUMBER))
-        self.model_number = polar.model_number(raw)
         said = polar.model_from_number(self.model_number)
         log.info("polar_model", model_number=self.model_number, model=said and said.key)
         if said is not None and said.key != self.model.key:
