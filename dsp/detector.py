@@ -131,11 +131,16 @@ class ClonusDetector:
             # An accelerometer's ringing after the last beat is large enough to be counted.
             onset_beat_ratio=0.7 if sensor == "acc3" else None,
             max_period_cv=params.max_period_cv if sensor == "emg" else np.inf,
+            # A gyroscope measures the stretch's rotation; an accelerometer mixes it with
+            # gravity.
+            rotation=self._rotation if sensor == "imu6" else None,
         )
         # Beat-stage sample times, for reporting; long enough for a long episode.
         self._times = RingBuffer(round(900 * beat_fs), 1)
         # Raw motion at beat-stage positions, for the cycle shape (4 cycles at 3 Hz fit).
         self._raw = RingBuffer(round(3.0 * beat_fs), 3)
+        # Raw motion along the counting axis, for the rotation of a stretch.
+        self._along = RingBuffer(round(3.0 * beat_fs), 1)
         # EMG envelope before the clonus band-pass, for the rest between bursts.
         self._env = RingBuffer(round(3.0 * beat_fs), 1)
         self._hop_rms = RingBuffer(100, 1)  # 10 s of quiet hops' RMS (EMG: mean envelope)
@@ -285,6 +290,8 @@ class ClonusDetector:
                 self._hop_sum += float(np.sum(y))
             else:
                 self._raw.push(motion[start : start + take])
+                if fe.along is not None:
+                    self._along.push(fe.along[start : start + take])
                 for lobe, started in self.lobes.process(pos, y, self._threshold):
                     if started:
                         events += self.episodes.started(lobe)
@@ -339,6 +346,17 @@ class ClonusDetector:
             keep=~self.episodes.filled_mask(first, first + rows.shape[0]),
             times=times if times.size == rows.shape[0] else None,
         )
+
+    def _rotation(self, first_pos: int, end_pos: int) -> float:
+        """The largest rotation (deg, signed) about the counting axis away from where the
+        limb was at beat-stage position `first_pos`, up to `end_pos`, from the raw
+        gyroscope (only the last 3 s are held)."""
+        along = self._along
+        first = max(first_pos, along.total - len(along))
+        if end_pos <= first:
+            return 0.0
+        angle = np.cumsum(along.latest(along.total - first)[: end_pos - first, 0]) / self.beat_fs
+        return float(angle[int(np.argmax(np.abs(angle)))])
 
     def _envelope_floor(self, first_pos: int, end_pos: int) -> float:
         """The EMG envelope's 10th over its 90th percentile, from beat-stage position

@@ -42,6 +42,8 @@ class _Chain:
     bridged: bool = False  # its carried beats came before a signal gap (see `_Bank`)
     follows: int | None = None  # the alarmed episode a gap ended, that this one goes on
     bank_refused: bool = False  # the shape failed on the carried count: count alone now
+    # The stretch's direction (see `_stretch_sign`) and the first lobe it was judged for.
+    stretch: tuple[int, int] | None = None
 
 
 @dataclass
@@ -73,10 +75,13 @@ class EpisodeTracker:
     `to_time` maps a beat-stage sample position to signal time; `fs` is the beat-stage
     rate; `counting` is "pairs" (motion: one beat per full cycle) or "positive" (EMG
     envelope: one beat per burst). `polarity` says which half-cycle of a motion cycle is
-    the contraction: "rise" (gyroscope: the quick phase rises faster) or "size"
-    (accelerometer: it sees gravity and tangential acceleration, and the contraction's
-    half-cycle is the larger one). `shape(end_pos, period)`, given for motion, measures
-    how far the cycles before `end_pos` are from a pure sine (`dsp.waveform`).
+    the contraction when no stretch is seen: "rise" (gyroscope: the quick phase rises
+    faster) or "size" (accelerometer: it sees gravity and tangential acceleration, and
+    the contraction's half-cycle is the larger one). `rotation(first, end)`, given for a
+    gyroscope, is the largest rotation between two positions: the half-cycles against a
+    stretch seen in it are the contractions (`_stretch_sign`). `shape(end_pos, period)`,
+    given for motion, measures how far the cycles before `end_pos` are from a pure sine
+    (`dsp.waveform`).
     `wiggle_ratio`, given for accelerometers, is the size under which a dip inside a
     half-cycle is merged away (`_absorb_wiggle`).
     """
@@ -109,6 +114,9 @@ class EpisodeTracker:
         excursion_power: int = 1,
         onset_beat_ratio: float | None = None,
         max_period_cv: float = float("inf"),
+        rotation: Callable[[int, int], float] | None = None,
+        stretch_window_s: float = 0.6,
+        stretch_swings: float = 2.0,
     ) -> None:
         self.p = params
         self.fs = fs
@@ -139,6 +147,9 @@ class EpisodeTracker:
         self.excursion_power = excursion_power
         self.onset_beat_ratio = onset_beat_ratio
         self.max_period_cv = max_period_cv
+        self.rotation = rotation
+        self.stretch_window = round(stretch_window_s * fs)
+        self.stretch_swings = stretch_swings
         self.min_period = fs / params.rate_hz[1]
         self.max_period = fs / params.rate_hz[0]
         self.chain = _Chain()
@@ -518,6 +529,9 @@ class EpisodeTracker:
         return beats
 
     def _beat_sign(self, known: list[Lobe]) -> int:
+        stretch = self._stretch_sign(known)
+        if stretch:
+            return -stretch
         if self.polarity == "size":
             amp = {s: [abs(lb.peak) for lb in known if lb.sign == s] for s in (1, -1)}
             if amp[1] and amp[-1]:
@@ -529,6 +543,37 @@ class EpisodeTracker:
             if med[1] != med[-1]:
                 return 1 if med[1] < med[-1] else -1
         return known[0].sign
+
+    def _stretch_sign(self, known: list[Lobe]) -> int:
+        """The direction of the stretch that set the rhythm off, or 0 if none is seen.
+
+        The stretch that elicits clonus turns the joint one way, by far more than a beat
+        swings it; each reflex contraction then pulls it back the other way. So the half-
+        cycles against the stretch are the contractions, whichever of the two is quicker
+        (both models of clonus here agree on this, and not on which phase is quick).
+        Counting them times the sixth beat's decision inside that beat: counting the
+        return instead put it at the end of a 6-beat episode, or after it.
+
+        The stretch is the largest rotation (`rotation`) from `stretch_window` before
+        the chain's first lobe to one period after it, seen only when over
+        `stretch_swings` times the rhythm's own swing. Judged once per first lobe, so a
+        chain's beats do not change sign as it grows."""
+        if self.rotation is None:
+            return 0
+        first = known[0].start_pos
+        cached = self.chain.stretch
+        if cached is not None and cached[0] == first:
+            return cached[1]
+        sign = 0
+        periods = self._periods(known)
+        if periods.size:
+            period = median(periods)
+            turn = self.rotation(first - self.stretch_window, first + round(period))
+            swing = self._amplitude(known) * period / (2 * np.pi * self.fs)
+            if abs(turn) > self.stretch_swings * swing:
+                sign = 1 if turn > 0 else -1
+        self.chain.stretch = (first, sign)
+        return sign
 
     def _check(self, pos: int) -> list[EpisodeEvent]:
         if self.sustained:

@@ -28,11 +28,14 @@ class FrontEndOutput:
 
     `osc` is the signal beats are counted on (motion: the band-passed oscillation; EMG:
     the amplitude envelope) and `index` the position, within the input chunk, of the
-    sample each output sample came from.
+    sample each output sample came from. Motion also gives `along`: the raw motion along
+    the axis `osc` was projected on at that sample, before the band-pass took out the
+    slow movement of a stretch.
     """
 
     osc: FloatArray
     index: np.ndarray
+    along: FloatArray | None = None
 
 
 class PrincipalAxisProjector:
@@ -51,14 +54,18 @@ class PrincipalAxisProjector:
         self.axis = np.array([1.0, 0.0, 0.0])
         self._count = 0  # samples since the last axis update
 
-    def process(self, x: FloatArray) -> FloatArray:
+    def process(self, x: FloatArray, raw: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """`x` projected on the axis, and `raw` (the same samples before the band-pass)
+        projected on the same axis, sample by sample."""
         out = np.empty(x.shape[0])
+        out_raw = np.empty(x.shape[0])
         start = 0
         n = x.shape[0]
         while start < n:
             take = min(self.hop - self._count, n - start)
             block = x[start : start + take]
             out[start : start + take] = block @ self.axis
+            out_raw[start : start + take] = raw[start : start + take] @ self.axis
             # Exponentially weighted covariance over the block, weights newest-heaviest.
             w = self.alpha ** np.arange(take - 1, -1, -1)
             self.cov = self.alpha**take * self.cov + (1 - self.alpha) * (block.T * w) @ block
@@ -69,7 +76,7 @@ class PrincipalAxisProjector:
                 _, vecs = np.linalg.eigh(self.cov)
                 v = vecs[:, -1]
                 self.axis = v if float(v @ self.axis) >= 0 else -v
-        return out
+        return out, out_raw
 
     def reset(self) -> None:
         self.cov = np.eye(3) * 1e-12
@@ -86,8 +93,8 @@ class MotionFrontEnd:
 
     def process(self, x: FloatArray) -> FrontEndOutput:
         y3 = self.band.process(x)
-        osc = self.projector.process(y3)
-        return FrontEndOutput(osc=osc, index=np.arange(x.shape[0]))
+        osc, along = self.projector.process(y3, x)
+        return FrontEndOutput(osc=osc, index=np.arange(x.shape[0]), along=along)
 
     def reset(self) -> None:
         self.band.reset()

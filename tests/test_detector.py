@@ -134,6 +134,25 @@ def test_the_stretch_that_sets_clonus_off_is_not_counted_as_a_beat(
     _assert_alarmed_in_window_and_counted(lab, events)
 
 
+@pytest.mark.parametrize(("freq", "fs"), [(4.0, 104.0), (5.5, 52.0), (7.0, 200.0)])
+def test_with_a_stretch_larger_than_the_beats_the_contractions_against_it_are_counted(
+    freq: float, fs: float
+) -> None:
+    """The simulated band's stretch (a dorsiflexion 1.5 times the beats' speed) is the
+    quick half-cycle here, the way the quick phase would pick it; counted with the beats,
+    it made five contractions six. The half-cycles against the stretch are counted."""
+    ankle = site_params("ankle")
+    for beats in (5, 6):
+        t, x, bt = clonus_band("imu6", beats, freq=freq, fs=fs, stretch=1.5, seed=1)
+        events = _run(ClonusDetector("imu6", ankle, fs), t, x, chunk=8)
+        if beats == 5:
+            assert not _onsets(events)
+            continue
+        (onset,) = _onsets(events)
+        assert bt[5] <= onset.t <= bt[5] + 1.0 / freq  # inside the sixth beat's cycle
+        assert abs(events[-1].beats - 6) <= 1
+
+
 @pytest.mark.parametrize("onset_s", [58.4, 114.4, 130.4])
 def test_accelerometer_bands_alarm_on_the_sixth_contraction_not_half_a_cycle_off(
     dev_dir: Path, onset_s: float
