@@ -564,14 +564,15 @@ class EpisodeTracker:
         cached = self.chain.stretch
         if cached is not None and cached[0] == first:
             return cached[1]
-        sign = 0
         periods = self._periods(known)
-        if periods.size:
-            period = median(periods)
-            turn = self.rotation(first - self.stretch_window, first + round(period))
-            swing = self._amplitude(known) * period / (2 * np.pi * self.fs)
-            if abs(turn) > self.stretch_swings * swing:
-                sign = 1 if turn > 0 else -1
+        if not periods.size:
+            return 0  # no rhythm yet to compare the turn with: judged later
+        period = median(periods)
+        turn = self.rotation(first - self.stretch_window, first + round(period))
+        swing = self._amplitude(known) * period / (2 * np.pi * self.fs)
+        sign = 0
+        if abs(turn) > self.stretch_swings * swing:
+            sign = 1 if turn > 0 else -1
         self.chain.stretch = (first, sign)
         return sign
 
