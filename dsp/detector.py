@@ -347,16 +347,17 @@ class ClonusDetector:
             times=times if times.size == rows.shape[0] else None,
         )
 
-    def _rotation(self, first_pos: int, end_pos: int) -> float:
+    def _rotation(self, first_pos: int, end_pos: int) -> tuple[float, int]:
         """The largest rotation (deg, signed) about the counting axis away from where the
         limb was at beat-stage position `first_pos`, up to `end_pos`, from the raw
-        gyroscope (only the last 3 s are held)."""
+        gyroscope (only the last 3 s are held), and the position where it was largest."""
         along = self._along
         first = max(first_pos, along.total - len(along))
         if end_pos <= first:
-            return 0.0
+            return 0.0, first
         angle = np.cumsum(along.latest(along.total - first)[: end_pos - first, 0]) / self.beat_fs
-        return float(angle[int(np.argmax(np.abs(angle)))])
+        at = int(np.argmax(np.abs(angle)))
+        return float(angle[at]), first + at
 
     def _envelope_floor(self, first_pos: int, end_pos: int) -> float:
         """The EMG envelope's 10th over its 90th percentile, from beat-stage position

@@ -42,8 +42,11 @@ class _Chain:
     bridged: bool = False  # its carried beats came before a signal gap (see `_Bank`)
     follows: int | None = None  # the alarmed episode a gap ended, that this one goes on
     bank_refused: bool = False  # the shape failed on the carried count: count alone now
-    # The stretch's direction (see `_stretch_sign`) and the first lobe it was judged for.
-    stretch: tuple[int, int] | None = None
+    # The first lobe the stretch was judged for, its direction (see `_stretch_sign`) and
+    # where the turn was largest (the stretch's end).
+    stretch: tuple[int, int, int] | None = None
+    # The lobes of the chain whose rhythm broke where this one began, but not carried.
+    before: list[Lobe] = field(default_factory=list)
 
 
 @dataclass
@@ -114,7 +117,7 @@ class EpisodeTracker:
         excursion_power: int = 1,
         onset_beat_ratio: float | None = None,
         max_period_cv: float = float("inf"),
-        rotation: Callable[[int, int], float] | None = None,
+        rotation: Callable[[int, int], tuple[float, int]] | None = None,
         stretch_window_s: float = 0.6,
         stretch_swings: float = 2.0,
     ) -> None:
@@ -207,8 +210,10 @@ class EpisodeTracker:
 
     def _break(self, lobe: Lobe) -> list[EpisodeEvent]:
         carry = self._carried_over(lobe)
+        before = [lb for lb in self.chain.lobes if lb not in carry]
         events = self._finish(lobe.start_pos)
         self.chain.lobes.extend(carry)
+        self.chain.before = before
         return events
 
     def filled_mask(self, first: int, end: int) -> np.ndarray:
@@ -526,7 +531,30 @@ class EpisodeTracker:
             ref = median(np.abs([lb.peak for lb in known]))
             if abs(lobes[first - 1].peak) >= self.first_beat_ratio * ref:
                 beats.insert(0, lobes[first - 1])
-        return beats
+        released = self._released(beats, sign)
+        return [released, *beats] if released is not None else beats
+
+    def _released(self, beats: list[Lobe], sign: int) -> Lobe | None:
+        """The first contraction, when it ran on from the end of the stretch.
+
+        A stretch ends with the limb slowing down, which moves it against the stretch as
+        the first contraction does: the band-passed signal shows the two as one long half-
+        cycle, too long for the rhythm, which breaks the chain there. The half-cycle of
+        the beats' sign just before the first counted beat's cycle is that contraction
+        when the stretch ended inside it, and it and the half-cycle after it are of a
+        beat's size (not a ripple)."""
+        stretch = self.chain.stretch
+        if stretch is None or not stretch[1] or not beats:
+            return None
+        lobes = self.chain.lobes
+        prior = self.chain.before + lobes[: lobes.index(beats[0])]
+        if len(prior) < 2:
+            return None
+        q, p = prior[-2], prior[-1]
+        if not (q.sign == sign != p.sign and q.closed and q.start_pos <= stretch[2] < p.start_pos):
+            return None
+        least = self.first_beat_ratio * median(np.abs([lb.peak for lb in beats]))
+        return q if min(abs(q.peak), abs(p.peak)) >= least else None
 
     def _beat_sign(self, known: list[Lobe]) -> int:
         stretch = self._stretch_sign(known)
@@ -568,12 +596,12 @@ class EpisodeTracker:
         if not periods.size:
             return 0  # no rhythm yet to compare the turn with: judged later
         period = median(periods)
-        turn = self.rotation(first - self.stretch_window, first + round(period))
+        turn, at = self.rotation(first - self.stretch_window, first + round(period))
         swing = self._amplitude(known) * period / (2 * np.pi * self.fs)
         sign = 0
         if abs(turn) > self.stretch_swings * swing:
             sign = 1 if turn > 0 else -1
-        self.chain.stretch = (first, sign)
+        self.chain.stretch = (first, sign, at)
         return sign
 
     def _check(self, pos: int) -> list[EpisodeEvent]:

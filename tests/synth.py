@@ -27,3 +27,34 @@ def clonus_band(
     n = int((ep.end_s + tail_s) * fs)
     t, x = band.next_chunk(n)
     return t, x, ep.beat_times
+
+
+def stretch_then_clonus(
+    beats: int, freq: float, fs: float, stretch_deg: float, stretch_s: float, beat_deg: float
+) -> tuple[NDArray[np.float64], NDArray[np.float64], list[float], float]:
+    """A second model of an elicited episode, a gyroscope only (deg/s), not patient data.
+
+    The ankle is dorsiflexed by `stretch_deg` over `stretch_s` and let go as the first
+    contraction begins: no pause between the stretch and the beats, so the stretch's
+    end and the first contraction move the same way. Each cycle is a quick fall from the
+    peak (the contraction) and a slower return. Returns (t, x with six IMU columns,
+    contraction times: each cycle's peak, where its contraction starts, episode end)."""
+    rng = np.random.default_rng(0)
+    lead_s = 3.0
+    t = np.arange(int((lead_s + beats / freq + 3.0) * fs)) / fs
+    angle = np.zeros_like(t)
+    up = (t >= lead_s - stretch_s) & (t < lead_s)
+    angle[up] = stretch_deg * (1 - np.cos(np.pi * (t[up] - lead_s + stretch_s) / stretch_s)) / 2
+    after = t >= lead_s
+    angle[after] = stretch_deg * np.exp(-(t[after] - lead_s) / 1.5)
+    starts = lead_s + np.arange(beats) / freq
+    for s in starts:
+        m = (t >= s) & (t < s + 1 / freq)
+        ph = 2 * np.pi * (t[m] - s) * freq
+        angle[m] += beat_deg * (np.sin(ph) + 0.3 * np.sin(2 * ph) * (1 - np.cos(ph)) / 2)
+    rate = np.gradient(angle, 1 / fs)
+    axis = np.array([0.6, -0.64, 0.48])
+    x = np.zeros((t.size, 6))
+    x[:, :3] = [0.0, 0.0, 9.81]
+    x[:, 3:6] = np.outer(rate, axis) + rng.normal(0.0, 1.0, (t.size, 3))
+    return t, x, [float(s) + 0.22 / freq for s in starts], float(starts[-1]) + 1 / freq

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from synth import clonus_band
+from synth import clonus_band, stretch_then_clonus
 
 from clonusd.daemon.commands.replay import make_detector
 from clonusd.daemon.sources.recording import Recording, load_recording
@@ -150,6 +150,28 @@ def test_with_a_stretch_larger_than_the_beats_the_contractions_against_it_are_co
             continue
         (onset,) = _onsets(events)
         assert bt[5] <= onset.t <= bt[5] + 1.0 / freq  # inside the sixth beat's cycle
+        assert abs(events[-1].beats - 6) <= 1
+
+
+@pytest.mark.parametrize(
+    ("freq", "fs", "stretch_deg", "beat_deg"),
+    [(6.0, 52.0, 25.0, 5.0), (7.5, 104.0, 8.0, 1.5), (7.5, 200.0, 25.0, 5.0)],
+)
+def test_a_first_contraction_that_runs_on_from_the_stretch_is_counted(
+    freq: float, fs: float, stretch_deg: float, beat_deg: float
+) -> None:
+    """A quick stretch let go as the first contraction begins: the limb slowing down at
+    the stretch's end and the first contraction make one long half-cycle, which breaks
+    the rhythm's chain; left out, six contractions counted five."""
+    ankle = site_params("ankle")
+    for beats in (5, 6):
+        t, x, contractions, end = stretch_then_clonus(beats, freq, fs, stretch_deg, 0.15, beat_deg)
+        events = _run(ClonusDetector("imu6", ankle, fs), t, x, chunk=8)
+        if beats == 5:
+            assert not _onsets(events)
+            continue
+        (onset,) = _onsets(events)
+        assert contractions[5] <= onset.t <= end
         assert abs(events[-1].beats - 6) <= 1
 
 
