@@ -18,7 +18,7 @@ import numpy as np
 from scipy import signal
 
 from clonusd.daemon.commands.replay import make_detector
-from clonusd.daemon.sources.recording import load_recording
+from clonusd.daemon.sources.recording import RecordingError, load_recording
 from clonusd.dsp.filters import bandpass_sos
 
 DEFAULT = Path(__file__).resolve().parents[1] / "daemon" / "examples" / "ankle-imu6-demo.csv"
@@ -35,7 +35,10 @@ def best_cpu(fn: Callable[[], object], repeat: int = 5) -> float:
 
 def main() -> None:
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT
-    rec = load_recording(path)
+    try:
+        rec = load_recording(path)
+    except RecordingError as exc:
+        sys.exit(f"speed.py: {exc} (usage: python benchmarks/speed.py [RECORDING.csv])")
     duration = rec.duration_s
     print(
         f"recording: {path.name}  {rec.sensor} {rec.fs:g} Hz  {duration:.1f} s  "

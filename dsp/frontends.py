@@ -53,22 +53,29 @@ class PrincipalAxisProjector:
         self.cov = np.eye(3) * 1e-12
         self.axis = np.array([1.0, 0.0, 0.0])
         self._count = 0  # samples since the last axis update
+        self._w_hop = self.alpha ** np.arange(self.hop - 1, -1, -1)  # a whole hop's weights
+        self._decay_hop = self.alpha**self.hop
 
     def process(self, x: FloatArray, raw: FloatArray) -> tuple[FloatArray, FloatArray]:
         """`x` projected on the axis, and `raw` (the same samples before the band-pass)
         projected on the same axis, sample by sample."""
         out = np.empty(x.shape[0])
-        out_raw = np.empty(x.shape[0])
+        takes: list[int] = []
+        axes: list[FloatArray] = []
         start = 0
         n = x.shape[0]
         while start < n:
             take = min(self.hop - self._count, n - start)
             block = x[start : start + take]
             out[start : start + take] = block @ self.axis
-            out_raw[start : start + take] = raw[start : start + take] @ self.axis
+            takes.append(take)
+            axes.append(self.axis)
             # Exponentially weighted covariance over the block, weights newest-heaviest.
-            w = self.alpha ** np.arange(take - 1, -1, -1)
-            self.cov = self.alpha**take * self.cov + (1 - self.alpha) * (block.T * w) @ block
+            if take == self.hop:
+                w, decay = self._w_hop, self._decay_hop
+            else:
+                w, decay = self.alpha ** np.arange(take - 1, -1, -1), self.alpha**take
+            self.cov = decay * self.cov + (1 - self.alpha) * (block.T * w) @ block
             self._count += take
             start += take
             if self._count == self.hop:
@@ -76,7 +83,11 @@ class PrincipalAxisProjector:
                 _, vecs = np.linalg.eigh(self.cov)
                 v = vecs[:, -1]
                 self.axis = v if float(v @ self.axis) >= 0 else -v
-        return out, out_raw
+        if not takes:
+            return out, np.empty(0)
+        # The raw samples on the axis each block used, in one pass.
+        per_sample = np.repeat(np.array(axes), takes, axis=0)
+        return out, np.einsum("ij,ij->i", raw, per_sample)
 
     def reset(self) -> None:
         self.cov = np.eye(3) * 1e-12
