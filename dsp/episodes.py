@@ -514,7 +514,7 @@ class EpisodeTracker:
         if not known:
             return []
         # EMG: one burst per contraction. Motion: one contraction per cycle, counted on the
-        # cycle's quick phase (the plantarflexion jerk, ~45 % of the period); see `polarity`.
+        # half-cycles against the stretch, or without one on the quick phase (`_beat_sign`).
         sign = 1 if self.counting == "positive" else self._beat_sign(known)
         beats = [lb for lb in known if lb.sign == sign]
         # Filter start-up shrinks the first beat: a smaller lobe of the beat's sign just
