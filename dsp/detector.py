@@ -290,7 +290,7 @@ class ClonusDetector:
                 self._hop_sum += float(np.sum(y))
             else:
                 self._raw.push(motion[start : start + take])
-                if fe.along is not None:
+                if fe.along is not None and self.sensor == "imu6":  # see `_rotation`
                     self._along.push(fe.along[start : start + take])
                 for lobe, started in self.lobes.process(pos, y, self._threshold):
                     if started:

@@ -59,7 +59,6 @@ class PrincipalAxisProjector:
     def process(self, x: FloatArray, raw: FloatArray) -> tuple[FloatArray, FloatArray]:
         """`x` projected on the axis, and `raw` (the same samples before the band-pass)
         projected on the same axis, sample by sample."""
-        out = np.empty(x.shape[0])
         takes: list[int] = []
         axes: list[FloatArray] = []
         start = 0
@@ -67,7 +66,6 @@ class PrincipalAxisProjector:
         while start < n:
             take = min(self.hop - self._count, n - start)
             block = x[start : start + take]
-            out[start : start + take] = block @ self.axis
             takes.append(take)
             axes.append(self.axis)
             # Exponentially weighted covariance over the block, weights newest-heaviest.
@@ -84,10 +82,10 @@ class PrincipalAxisProjector:
                 v = vecs[:, -1]
                 self.axis = v if float(v @ self.axis) >= 0 else -v
         if not takes:
-            return out, np.empty(0)
-        # The raw samples on the axis each block used, in one pass.
+            return np.empty(0), np.empty(0)
+        # Both on the axis each block was projected on, in one pass each.
         per_sample = np.repeat(np.array(axes), takes, axis=0)
-        return out, np.einsum("ij,ij->i", raw, per_sample)
+        return np.einsum("ij,ij->i", x, per_sample), np.einsum("ij,ij->i", raw, per_sample)
 
     def reset(self) -> None:
         self.cov = np.eye(3) * 1e-12
