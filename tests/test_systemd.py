@@ -3,6 +3,7 @@ STOPPING on SIGTERM; and the unit's hardening as systemd-analyze scores it."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -17,6 +18,8 @@ from pathlib import Path
 
 from broker import Mosquitto, Subscriber, write_config
 from conftest import ROOT
+
+from clonusd.daemon.service.run import supervise
 
 SO_TIMESTAMPNS = 35  # Linux: the kernel stamps each datagram with the time it was sent
 
@@ -118,3 +121,27 @@ def test_unit_hardening_scores_ok() -> None:
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
     assert "Overall exposure level" in proc.stdout
+
+
+def test_a_task_that_ends_with_the_stop_is_no_failure() -> None:
+    """The health loop returns once asked to stop. When it finishes in the same turn of
+    the event loop as the stop itself (a busy machine), the SIGTERM exited 1 with
+    "task health failed: None" and a daemon.failed alarm. A task that ends on its own
+    before any stop is still a failure."""
+
+    async def stopping_with(ends_by_itself: bool) -> tuple[str | None, str]:
+        stop, storage = asyncio.Event(), asyncio.Event()
+        ended = asyncio.Event()
+        health = asyncio.create_task((ended if ends_by_itself else stop).wait(), name="health")
+        mqtt = asyncio.create_task(asyncio.Event().wait(), name="mqtt")
+        supervised = asyncio.create_task(supervise([], [health, mqtt], stop, storage))
+        await asyncio.sleep(0)  # supervise is waiting
+        (ended if ends_by_itself else stop).set()  # health and the stop wake together
+        try:
+            return await asyncio.wait_for(supervised, timeout=10)
+        finally:
+            mqtt.cancel()
+
+    assert asyncio.run(stopping_with(ends_by_itself=False)) == (None, "")
+    failed, what = asyncio.run(stopping_with(ends_by_itself=True))
+    assert failed == "task_failed" and "task health failed" in what

@@ -95,27 +95,9 @@ async def run_service(cfg: Config, speed: float = 1.0) -> int:
     failed: str | None = None  # the offline reason: storage_failed or task_failed
     failed_task = ""
     try:
-        # Run until asked to stop. A source that ends (a replay without `loop`) leaves its
-        # sensor idle; any other task that ends, or a storage failure, stops the daemon.
-        stop_task = asyncio.create_task(stop.wait())
-        fail_task = asyncio.create_task(publisher.failed.wait())
-        watched: set[asyncio.Task[Any]] = {*pipe_tasks, pub_task, health_task}
-        while not stop.is_set() and failed is None:
-            done, _ = await asyncio.wait(
-                [*watched, stop_task, fail_task], return_when=asyncio.FIRST_COMPLETED
-            )
-            if fail_task in done:
-                failed = "storage_failed"
-            for task in done & watched:
-                watched.discard(task)
-                error = task.exception()
-                if error is None and task in pipe_tasks:
-                    continue  # its source ended
-                log.error("task_failed", task=task.get_name(), error=repr(error))
-                failed = "task_failed"
-                failed_task = f"task {task.get_name()} failed: {error!r}"[:300]
-        stop_task.cancel()
-        fail_task.cancel()
+        failed, failed_task = await supervise(
+            pipe_tasks, [pub_task, health_task], stop, publisher.failed
+        )
     finally:
         notify("STOPPING=1")
         if failed is not None:
@@ -149,6 +131,46 @@ async def run_service(cfg: Config, speed: float = 1.0) -> int:
         log.info("stopped", pending_events=len(outbox), failure=failed)
         outbox.close()
     return 1 if failed else 0
+
+
+async def supervise(
+    pipe_tasks: list[asyncio.Task[Any]],
+    others: list[asyncio.Task[Any]],
+    stop: asyncio.Event,
+    storage_failed: asyncio.Event,
+) -> tuple[str | None, str]:
+    """Wait until asked to stop, or until something fails; returns the failure
+    ("storage_failed", "task_failed" or None) and what failed.
+
+    A sensor task whose source ended (a replay without `loop`) leaves its sensor idle.
+    Any other task that ends, or raises, is a failure, unless it ended because the daemon
+    is stopping: the health loop returns once `stop` is set, and on a busy machine it can
+    finish in the same turn of the event loop as the stop itself (a SIGTERM then exited
+    1 with "task health failed: None")."""
+    stop_task = asyncio.create_task(stop.wait())
+    fail_task = asyncio.create_task(storage_failed.wait())
+    watched: set[asyncio.Task[Any]] = {*pipe_tasks, *others}
+    failed: str | None = None
+    failed_task = ""
+    try:
+        while not stop.is_set() and failed is None:
+            done, _ = await asyncio.wait(
+                [*watched, stop_task, fail_task], return_when=asyncio.FIRST_COMPLETED
+            )
+            if fail_task in done:
+                failed = "storage_failed"
+            for task in done & watched:
+                watched.discard(task)
+                error = task.exception()
+                if error is None and (task in pipe_tasks or stop.is_set()):
+                    continue  # its source ended, or it stopped with the daemon
+                log.error("task_failed", task=task.get_name(), error=repr(error))
+                failed = "task_failed"
+                failed_task = f"task {task.get_name()} failed: {error!r}"[:300]
+    finally:
+        stop_task.cancel()
+        fail_task.cancel()
+    return failed, failed_task
 
 
 async def _end_interrupted(outbox: Outbox, publisher: Publisher) -> None:
