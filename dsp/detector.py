@@ -99,7 +99,8 @@ class ClonusDetector:
             floor, unit, counting = 0.0, "a.u.", "positive"
             key = ""
         else:
-            self.frontend = MotionFrontEnd(fs, params.band_hz)
+            # A gyroscope's raw turn shows a stretch (see `_rotation`).
+            self.frontend = MotionFrontEnd(fs, params.band_hz, along=sensor == "imu6")
             beat_fs = fs
             key = "gyr" if sensor == "imu6" else "acc"
             floor = params.min_amplitude.get(key, 0.0)
@@ -290,7 +291,7 @@ class ClonusDetector:
                 self._hop_sum += float(np.sum(y))
             else:
                 self._raw.push(motion[start : start + take])
-                if fe.along is not None and self.sensor == "imu6":  # see `_rotation`
+                if fe.along is not None:
                     self._along.push(fe.along[start : start + take])
                 for lobe, started in self.lobes.process(pos, y, self._threshold):
                     if started:

@@ -28,9 +28,9 @@ class FrontEndOutput:
 
     `osc` is the signal beats are counted on (motion: the band-passed oscillation; EMG:
     the amplitude envelope) and `index` the position, within the input chunk, of the
-    sample each output sample came from. Motion also gives `along`: the raw motion along
-    the axis `osc` was projected on at that sample, before the band-pass took out the
-    slow movement of a stretch.
+    sample each output sample came from. Motion can also give `along`: the raw motion
+    along the axis `osc` was projected on at that sample, before the band-pass took out
+    the slow movement of a stretch.
     """
 
     osc: FloatArray
@@ -56,9 +56,11 @@ class PrincipalAxisProjector:
         self._w_hop = self.alpha ** np.arange(self.hop - 1, -1, -1)  # a whole hop's weights
         self._decay_hop = self.alpha**self.hop
 
-    def process(self, x: FloatArray, raw: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """`x` projected on the axis, and `raw` (the same samples before the band-pass)
-        projected on the same axis, sample by sample."""
+    def process(
+        self, x: FloatArray, raw: FloatArray | None = None
+    ) -> tuple[FloatArray, FloatArray | None]:
+        """`x` projected on the axis, and `raw` (the same samples before the band-pass),
+        when given, projected on the same axis, sample by sample."""
         takes: list[int] = []
         axes: list[FloatArray] = []
         start = 0
@@ -82,10 +84,11 @@ class PrincipalAxisProjector:
                 v = vecs[:, -1]
                 self.axis = v if float(v @ self.axis) >= 0 else -v
         if not takes:
-            return np.empty(0), np.empty(0)
-        # Both on the axis each block was projected on, in one pass each.
+            return np.empty(0), None if raw is None else np.empty(0)
+        # On the axis each block was projected on, in one pass each.
         per_sample = np.repeat(np.array(axes), takes, axis=0)
-        return np.einsum("ij,ij->i", x, per_sample), np.einsum("ij,ij->i", raw, per_sample)
+        along = None if raw is None else np.einsum("ij,ij->i", raw, per_sample)
+        return np.einsum("ij,ij->i", x, per_sample), along
 
     def reset(self) -> None:
         self.cov = np.eye(3) * 1e-12
@@ -93,16 +96,18 @@ class PrincipalAxisProjector:
 
 
 class MotionFrontEnd:
-    """Gyroscope or accelerometer (3 axes) to the dominant-axis clonus-band signal."""
+    """Gyroscope or accelerometer (3 axes) to the dominant-axis clonus-band signal; with
+    `along`, also the raw motion along that axis (`FrontEndOutput.along`)."""
 
-    def __init__(self, fs: float, band_hz: tuple[float, float]) -> None:
+    def __init__(self, fs: float, band_hz: tuple[float, float], along: bool = False) -> None:
         self.fs = fs
+        self.along = along
         self.band = StreamingSOS(bandpass_sos(band_hz[0], band_hz[1], fs), n_channels=3)
         self.projector = PrincipalAxisProjector(fs)
 
     def process(self, x: FloatArray) -> FrontEndOutput:
         y3 = self.band.process(x)
-        osc, along = self.projector.process(y3, x)
+        osc, along = self.projector.process(y3, x if self.along else None)
         return FrontEndOutput(osc=osc, index=np.arange(x.shape[0]), along=along)
 
     def reset(self) -> None:
