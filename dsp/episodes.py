@@ -157,7 +157,7 @@ class EpisodeTracker:
         self.max_period = fs / params.rate_hz[0]
         self.chain = _Chain()
         self.rearm = round(rearm_s * fs)
-        self._rhythm_end = -(10**9)  # last lobe of the last chain as long as an episode
+        self._rhythm_end = -(10**9)  # last lobe of the last chain counted past the threshold
         self._next_episode = 1
         self._held: _Held | None = None
         # The stretches of samples the detector filled in over lost packets (`add_fill`), as
@@ -821,11 +821,13 @@ class EpisodeTracker:
             lobes
             and not cut_short
             and (
-                len(lobes) > 2 * self.p.threshold_beats
+                len(self._beat_lobes(self._core())) > self.p.threshold_beats
                 or lobes[0].start_pos - self._rhythm_end < self.rearm
             )
         ):
-            # A long rhythm, or a piece of one that broke and re-formed without a rest.
+            # A rhythm counted past the threshold (not its half-cycles: a stretch's lobes
+            # are none of its beats), or a piece of one that broke and re-formed without a
+            # rest.
             self._rhythm_end = lobes[-1].start_pos
         self.chain = _Chain()
         return events

@@ -607,10 +607,13 @@ def test_six_emg_bursts_from_rest_count_six_and_five_count_nothing() -> None:
         assert not _onsets(_run(ClonusDetector("emg", params, 1000.0), t, x))
 
 
-def _lobe_train(sizes: list[float], ratio: float | None) -> list[EpisodeEvent]:
+def _lobe_train(
+    sizes: list[float], ratio: float | None, pause_after: int | None = None
+) -> list[EpisodeEvent]:
     """Alternating lobes 18 samples apart at 200 Hz (5.6 Hz cycles): each cycle a larger
     half of `sizes[k]` (the contraction, the accelerometer's beat sign) and a smaller
-    half of 0.8 of it; then quiet."""
+    half of 0.8 of it; then quiet. After cycle `pause_after`, a 0.1 s pause breaks the
+    rhythm for one cycle."""
     from clonusd.dsp.episodes import EpisodeTracker
     from clonusd.dsp.lobes import Lobe
 
@@ -627,7 +630,9 @@ def _lobe_train(sizes: list[float], ratio: float | None) -> list[EpisodeEvent]:
     events: list[EpisodeEvent] = []
     prev: Lobe | None = None
     pos = 1000
-    for size in sizes:
+    for k, size in enumerate(sizes):
+        if k == pause_after:
+            pos += 20
         for sign, peak in ((1, size), (-1, -0.8 * size)):
             lobe = Lobe(sign, pos, peak, pos + 4)
             if prev is not None:
@@ -638,6 +643,20 @@ def _lobe_train(sizes: list[float], ratio: float | None) -> list[EpisodeEvent]:
     for p in range(pos, pos + 400, 20):
         events += tracker.tick(p)
     return events
+
+
+def test_a_stumble_after_a_stretch_and_four_beats_does_not_hold_off_the_rest() -> None:
+    """A stretch (two cycles three times the beats' size, not counted), four beats, one
+    uneven cycle, and twelve more beats. The first chain had more half-cycles than an
+    episode has (12) but only four beats: it was taken for a rhythm that had run its
+    course, and the rest of the clonus, starting within the re-arm time, was never
+    alarmed (a 20-beat accelerometer episode of check seed 300 was missed this way)."""
+    stretch, beats = [3.0, 3.0], [1.0] * 16
+    (onset,) = _onsets(_lobe_train(stretch + beats, None, pause_after=6))
+    assert onset.beats == 6  # the beats after the stumble: the four before are not carried
+    # A rhythm counted past the threshold but not alarmed (here, under the amplitude
+    # floor of 0.8) still holds off a chain that re-forms out of it.
+    assert not _onsets(_lobe_train([0.7] * 7 + [1.0] * 12, None, pause_after=7))
 
 
 def test_a_weak_cycle_after_five_beats_is_ringing_not_the_sixth_beat() -> None:
