@@ -66,11 +66,12 @@ class ClonusDetector:
     hold_s = 0.05
     # How far up a band's output is taken to be its limb's own motion, unshaped by the
     # band's output low-pass, as a share of its rate, for the cycle shape. MEMS IMUs
-    # specify noise over a bandwidth of half the rate; 0.3 of it for a gyroscope puts the
-    # 2nd harmonic of clonus up to 7.8 Hz in reach at 52 Hz (at a quarter, the shape of a
-    # 52 Hz band's cycles above 6.5 Hz went unjudged, and most tremor alarms were there).
-    # The accelerometer stays at a quarter: at 0.3 the simulated band lost episodes.
-    harmonic_band: ClassVar[dict[str, float]] = {"imu6": 0.3, "acc3": 0.25, "emg": 0.25}
+    # specify noise over a bandwidth of half the rate; 0.35 of it for a gyroscope puts the
+    # 2nd harmonic of clonus up to 9.1 Hz (the ankle's top rate) in reach at 52 Hz. At a
+    # quarter, then at 0.3, the shape of a 52 Hz band's cycles above 6.5 and then 7.8 Hz
+    # went unjudged, and most tremor alarms were there. The accelerometer stays at a
+    # quarter: at 0.3 and at 0.35 the simulated band lost episodes.
+    harmonic_band: ClassVar[dict[str, float]] = {"imu6": 0.35, "acc3": 0.25, "emg": 0.25}
     oscillation_s = 30.0  # signal the beats are counted on, kept for `oscillation`
 
     def __init__(
