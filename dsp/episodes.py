@@ -120,6 +120,7 @@ class EpisodeTracker:
         rotation: Callable[[int, int], tuple[float, int]] | None = None,
         stretch_window_s: float = 0.6,
         stretch_swings: float = 2.0,
+        min_harmonic_ratio: float = 0.0,
     ) -> None:
         self.p = params
         self.fs = fs
@@ -153,6 +154,7 @@ class EpisodeTracker:
         self.rotation = rotation
         self.stretch_window = round(stretch_window_s * fs)
         self.stretch_swings = stretch_swings
+        self.min_harmonic_ratio = min_harmonic_ratio
         self.min_period = fs / params.rate_hz[1]
         self.max_period = fs / params.rate_hz[0]
         self.chain = _Chain()
@@ -703,7 +705,7 @@ class EpisodeTracker:
             return True
         if self.chain.harmonics is None:
             self.chain.harmonics = self.shape(pos, median(self._periods(core)))
-        return self.chain.harmonics >= self.p.min_harmonic_ratio
+        return self.chain.harmonics >= self.min_harmonic_ratio
 
     def _rests_between_bursts(self, core: list[Lobe], pos: int) -> bool:
         """EMG: the envelope falls back to rest between bursts (see
