@@ -104,6 +104,7 @@ class DetectorOverrides(_Strict):
     max_envelope_floor: float | None = Field(None, ge=0, le=1)
     max_burst_s: float | None = Field(None, gt=0)  # inf turns the EMG burst-time check off
     max_period_cv: float | None = Field(None, gt=0)  # inf turns the EMG evenness check off
+    max_alternation: float | None = Field(None, ge=0, le=1)  # 0 turns the EMG check off
     max_excursion: dict[Literal["gyr", "acc"], float] | None = None
 
     @field_validator("band_hz", "rate_hz")

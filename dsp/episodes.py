@@ -33,6 +33,7 @@ class _Chain:
     harmonics: float | None = None  # cycle shape (dsp.waveform), judged once per chain
     floor: float | None = None  # EMG envelope floor between bursts, judged once per chain
     burst_s: float | None = None  # EMG burst time per cycle, judged once per chain
+    alternating: bool | None = None  # EMG bursts big and small in turn, judged once
     # An episode resumed after a break (see `_Held`): the earlier parts' beats, the time
     # of the first beat, and whether a stretch set it off.
     carried_beats: int = 0
@@ -121,6 +122,7 @@ class EpisodeTracker:
         stretch_window_s: float = 0.6,
         stretch_swings: float = 2.0,
         min_harmonic_ratio: float = 0.0,
+        alternation_ratio: float | None = None,
     ) -> None:
         self.p = params
         self.fs = fs
@@ -155,6 +157,7 @@ class EpisodeTracker:
         self.stretch_window = round(stretch_window_s * fs)
         self.stretch_swings = stretch_swings
         self.min_harmonic_ratio = min_harmonic_ratio
+        self.alternation_ratio = alternation_ratio
         self.min_period = fs / params.rate_hz[1]
         self.max_period = fs / params.rate_hz[0]
         self.chain = _Chain()
@@ -632,6 +635,8 @@ class EpisodeTracker:
             return []
         if not self._rests_between_bursts(core, pos) or not self._short_bursts(core, pos):
             return []
+        if self._alternates(core):
+            return []
         self.chain.episode = self._next_episode
         self._next_episode += 1
         if bank is not None:
@@ -725,6 +730,22 @@ class EpisodeTracker:
             period = median(self._periods(core))
             self.chain.burst_s = self.burst_time(core[0].start_pos, pos, period)
         return self.chain.burst_s <= self.p.max_burst_s
+
+    def _alternates(self, core: list[Lobe]) -> bool:
+        """EMG: the bursts that took the count past the threshold are big and small in
+        turn, every small one under `alternation_ratio` of every big one. A reflex loop
+        makes one burst a cycle, each the size of the last as clonus fades; a burst that
+        always comes in two humps of unequal size (a step's burst in walking) makes two
+        "beats" a cycle, at twice its rate. Judged once per chain, like the floor."""
+        if self.alternation_ratio is None:
+            return False
+        if self.chain.alternating is None:
+            amps = np.abs([lb.peak for lb in self._beat_lobes(core)])
+            last = amps[-(self.p.threshold_beats + 1) :]
+            odd, even = last[0::2], last[1::2]
+            small, big = (odd, even) if np.median(odd) < np.median(even) else (even, odd)
+            self.chain.alternating = bool(small.max() < self.alternation_ratio * big.min())
+        return self.chain.alternating
 
     # -- figures -------------------------------------------------------------------------
 

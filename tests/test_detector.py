@@ -487,12 +487,17 @@ def test_small_calls_are_held_until_enough_arrive_and_flush_runs_them() -> None:
 
 
 def _emg_train(
-    rest: float, beats: int = 10, f: float = 7.0, seed: int = 0, width: float = 0.03
+    rest: float,
+    beats: int = 10,
+    f: float = 7.0,
+    seed: int = 0,
+    width: float = 0.03,
+    sizes: tuple[float, ...] = (1.0,),
 ) -> tuple[Any, Any]:
     """Surface EMG at 1 kHz: `beats` bursts at `f` Hz on band-limited noise (Gaussian,
     standard deviation `width` s: 0.03 is a reflex burst), with the muscle kept active at
     `rest` of the burst amplitude in between (0: silent periods, reflex-like; 0.7: cyclic
-    voluntary effort that never lets go)."""
+    voluntary effort that never lets go). Burst k is `sizes[k % len(sizes)]` high."""
     from scipy import signal
 
     fs = 1000.0
@@ -501,11 +506,36 @@ def _emg_train(
     sos = signal.butter(4, [30, 250], btype="band", fs=fs, output="sos")
     carrier = signal.sosfilt(sos, rng.standard_normal(t.size))
     carrier /= carrier.std()
-    bursts = sum(np.exp(-0.5 * ((t - 2.0 - (k + 0.5) / f) / width) ** 2) for k in range(beats))
+    bursts = sum(
+        sizes[k % len(sizes)] * np.exp(-0.5 * ((t - 2.0 - (k + 0.5) / f) / width) ** 2)
+        for k in range(beats)
+    )
     active = (t >= 2.0) & (t < 2.0 + beats / f)
     env = np.where(active, rest + (1 - rest) * bursts, bursts)
     x = 0.5 * env * carrier + 0.01 * rng.standard_normal(t.size)
     return t, x[:, None]
+
+
+def test_emg_bursts_big_and_small_in_turn_are_not_clonus() -> None:
+    """A step's EMG burst in two humps of unequal size, 4.4 Hz apart (walking at 2.2
+    steps/s): every other "beat" is under half the others. One reflex burst a cycle does
+    not alternate; 4 of the 6 walking alarms on the tuning and check seeds did."""
+    params = site_params("ankle")
+    t, x = _emg_train(0.0, beats=12, f=4.4, sizes=(1.0, 0.4))
+    assert (
+        len(
+            _onsets(
+                _run(
+                    ClonusDetector("emg", params.with_overrides(max_alternation=0.0), 1000.0), t, x
+                )
+            )
+        )
+        == 1
+    )
+    assert not _onsets(_run(ClonusDetector("emg", params, 1000.0), t, x))
+    for sizes in [(1.0,), (1.0, 0.85)]:  # even bursts, and bursts that only vary a little
+        t, x = _emg_train(0.0, beats=12, f=4.4, sizes=sizes)
+        assert len(_onsets(_run(ClonusDetector("emg", params, 1000.0), t, x))) == 1
 
 
 def test_emg_that_never_rests_between_bursts_is_not_clonus() -> None:
