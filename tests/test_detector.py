@@ -519,7 +519,7 @@ def _emg_train(
 def test_emg_bursts_big_and_small_in_turn_are_not_clonus() -> None:
     """A step's EMG burst in two humps of unequal size, 4.4 Hz apart (walking at 2.2
     steps/s): every other "beat" is under half the others. One reflex burst a cycle does
-    not alternate; 4 of the 6 walking alarms on the tuning and check seeds did."""
+    not alternate; 3 of the 6 walking alarms on the tuning and check seeds did."""
     params = site_params("ankle")
     t, x = _emg_train(0.0, beats=12, f=4.4, sizes=(1.0, 0.4))
     assert (
