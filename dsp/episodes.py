@@ -121,7 +121,6 @@ class EpisodeTracker:
         rotation: Callable[[int, int], tuple[float, int]] | None = None,
         stretch_window_s: float = 0.6,
         stretch_swings: float = 2.0,
-        min_harmonic_ratio: float = 0.0,
         alternation_ratio: float | None = None,
     ) -> None:
         self.p = params
@@ -156,7 +155,6 @@ class EpisodeTracker:
         self.rotation = rotation
         self.stretch_window = round(stretch_window_s * fs)
         self.stretch_swings = stretch_swings
-        self.min_harmonic_ratio = min_harmonic_ratio
         self.alternation_ratio = alternation_ratio
         self.min_period = fs / params.rate_hz[1]
         self.max_period = fs / params.rate_hz[0]
@@ -710,7 +708,7 @@ class EpisodeTracker:
             return True
         if self.chain.harmonics is None:
             self.chain.harmonics = self.shape(pos, median(self._periods(core)))
-        return self.chain.harmonics >= self.min_harmonic_ratio
+        return self.chain.harmonics >= self.p.min_harmonic_ratio
 
     def _rests_between_bursts(self, core: list[Lobe], pos: int) -> bool:
         """EMG: the envelope falls back to rest between bursts (see

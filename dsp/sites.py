@@ -32,8 +32,11 @@ class SiteParams:
     regularity_tolerance: float = 0.35  # |IBI - median| / median accepted for a new beat
     # Motion only: a chain whose cycle is a cleaner sine than this (harmonic power over
     # fundamental, beyond what the band's noise explains, see dsp.waveform) is not
-    # alarmed. None: the line for the sensor (`harmonic_line`). 0 turns the check off.
-    min_harmonic_ratio: float | None = None
+    # alarmed. A 45/55 clonic cycle measures 0.014 noise-free, less with jitter (the
+    # daemon's own simulated band loses its first episode at 0.0047); a clean sine
+    # (vibration, the evenest tremor or tapping) measures near 0, a noisy one a few
+    # thousandths. 0 turns the check off.
+    min_harmonic_ratio: float = 0.004
     # EMG only: a reflex burst is tens of ms long with a silent period after it, so the
     # envelope of a clonic chain drops back to rest between bursts. When its quietest tenth
     # stays above this share of its bursts' level (90th percentile), the muscle never
@@ -67,27 +70,10 @@ class SiteParams:
     # travels far less); a limb shaken at 3 g and 4.5 Hz (3.7 cm) is moved on purpose.
     max_excursion: dict[str, float] = field(default_factory=lambda: {"gyr": 20.0, "acc": 0.025})
 
-    def harmonic_line(self, sensor: str) -> float:
-        """The cycle-shape line for `sensor`: `min_harmonic_ratio` if set, else
-        `HARMONIC_LINE` for its kind."""
-        if self.min_harmonic_ratio is not None:
-            return self.min_harmonic_ratio
-        return HARMONIC_LINE.get(sensor, 0.0)
-
     def with_overrides(self, **changes: object) -> SiteParams:
         """A copy with some fields replaced (config overrides)."""
         return replace(self, **changes)  # type: ignore[arg-type]
 
-
-# The cycle-shape line per sensor kind. A gyroscope: a 45/55 clonic cycle measures 0.014
-# noise-free, less with jitter (the daemon's own simulated band loses its first episode
-# at 0.0047); a clean sine (vibration, the evenest tremor or tapping) measures near 0, a
-# noisy one a few thousandths. An accelerometer mixes the swing's acceleration with
-# gravity's share of the angle, which carries the fundamental and dilutes the harmonics:
-# the same simulated clonus measures about a third of the gyroscope's figure (0.0036
-# against 0.012 at 8.5 Hz on a 52 Hz band, 0.0022 at the 5th percentile), the generator's
-# tremor and vibration at most 0.0018 (tuning and check seeds, 52 Hz bands).
-HARMONIC_LINE: dict[str, float] = {"imu6": 0.004, "acc3": 0.0015}
 
 SITE_DEFAULTS: dict[Site, SiteParams] = {
     "ankle": SiteParams(

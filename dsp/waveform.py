@@ -62,7 +62,7 @@ def harmonic_ratio(
         return float("inf")
     weight = 2 if derivative else 0
     # Without this, a small clean sine in a noisy band measured a few thousandths: as
-    # much as the line between a sine and a clonic cycle (`dsp.sites.HARMONIC_LINE`).
+    # much as the line between a sine and a clonic cycle (SiteParams.min_harmonic_ratio).
     shape = sum(max(0.0, p - noise) / k**weight for k, p in enumerate(power[1:], start=2))
     return float(shape / power[0])
 
