@@ -135,7 +135,7 @@ class ClonusDetector:
             # An accelerometer's ringing after the last beat is large enough to be counted.
             onset_beat_ratio=0.7 if sensor == "acc3" else None,
             max_period_cv=params.max_period_cv if sensor == "emg" else np.inf,
-            alternation_ratio=params.max_alternation or None if sensor == "emg" else None,
+            alternation_ratio=(params.max_alternation or None) if sensor == "emg" else None,
             # A gyroscope measures the stretch's rotation; an accelerometer mixes it with
             # gravity.
             rotation=self._rotation if sensor == "imu6" else None,

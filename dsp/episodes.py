@@ -835,14 +835,13 @@ class EpisodeTracker:
                 events.append(end)
         # Broken off by a gap, an alarmed episode or a chain still counting up is no
         # rhythm that ran its course: it does not hold off what comes after the gap.
-        cut_short = gap and (
-            self.sustained or len(self._beat_lobes(self._core())) <= self.p.threshold_beats
-        )
+        counted = len(self._beat_lobes(self._core())) if lobes else 0
+        cut_short = gap and (self.sustained or counted <= self.p.threshold_beats)
         if (
             lobes
             and not cut_short
             and (
-                len(self._beat_lobes(self._core())) > self.p.threshold_beats
+                counted > self.p.threshold_beats
                 or lobes[0].start_pos - self._rhythm_end < self.rearm
             )
         ):
