@@ -822,10 +822,9 @@ class EpisodeTracker:
         if gap or len(lobes) >= 4:
             # A rhythm that formed and stopped with the signal present carries nothing on.
             self._bank = self._bank_of_chain(pos) if gap and bridge else None
-        if self.report_beats and not self.sustained and self.chain.lobes:
-            beats = self._beat_lobes(self._core())
-            if beats:
-                self.unreported.append([round(self.to_time(b.start_pos), 4) for b in beats])
+        beats = self._beat_lobes(self._core()) if lobes else []
+        if self.report_beats and not self.sustained and beats:
+            self.unreported.append([round(self.to_time(b.start_pos), 4) for b in beats])
         if self.sustained:
             end = self._event("clonus.end", pos, end_reason=reason)
             if reason == "rhythm_stopped":
@@ -835,7 +834,7 @@ class EpisodeTracker:
                 events.append(end)
         # Broken off by a gap, an alarmed episode or a chain still counting up is no
         # rhythm that ran its course: it does not hold off what comes after the gap.
-        counted = len(self._beat_lobes(self._core())) if lobes else 0
+        counted = len(beats)
         cut_short = gap and (self.sustained or counted <= self.p.threshold_beats)
         if (
             lobes
