@@ -132,10 +132,11 @@ class ClonusDetector:
             burst_time=self._burst_time if sensor == "emg" else None,
             max_excursion=params.max_excursion.get(key, np.inf) if key else np.inf,
             excursion_power=2 if sensor == "acc3" else 1,
-            # An accelerometer's ringing after the last beat is large enough to be counted:
-            # on the tuning and check seeds it was 0.70-0.77 of the beats before it where
-            # it made an alarm, and a true sixth beat under 0.85 in 1 onset of 20.
-            onset_beat_ratio=0.8 if sensor == "acc3" else None,
+            # The ringing after the last beat is large enough to be counted: where it made
+            # an alarm on the tuning and check seeds, it was 0.70-0.77 of the beats before
+            # it on an accelerometer, 0.37-0.70 on a gyroscope; true sixth beats were under
+            # these lines in 1 onset of 224 and 9 of 552 (and wait for the next beat).
+            onset_beat_ratio={"acc3": 0.8, "imu6": 0.7}.get(sensor),
             max_period_cv=params.max_period_cv if sensor == "emg" else np.inf,
             alternation_ratio=(params.max_alternation or None) if sensor == "emg" else None,
             # A gyroscope measures the stretch's rotation; an accelerometer mixes it with
