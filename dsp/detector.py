@@ -74,6 +74,12 @@ class ClonusDetector:
     # lower line (0.0015) the held-out seeds gained as many alarms at 104-200 Hz as they
     # lost at 52 Hz.
     harmonic_band: ClassVar[dict[str, float]] = {"imu6": 0.35, "acc3": 0.25, "emg": 0.25}
+    # Where no harmonic lies in that band (an accelerometer at 52 Hz above 6.5 Hz, where
+    # every acc3 tremor and vibration alarm of the tuning and check seeds was), the band
+    # reaching this far, against this share of the line: near a band's output low-pass
+    # its harmonics are weakened, and an accelerometer's are already diluted by gravity
+    # (the simulated band's 8.5 Hz cycles at 52 Hz measure 0.0036 at the median).
+    outer_harmonic_band: ClassVar[dict[str, tuple[float, float]]] = {"acc3": (0.35, 0.375)}
     oscillation_s = 30.0  # signal the beats are counted on, kept for `oscillation`
 
     def __init__(
@@ -332,8 +338,16 @@ class ClonusDetector:
                 self.noise_k * self._sigma, self.floor_fraction * self.amplitude_floor, 1e-12
             )
 
-    def _harmonics(self, end_pos: int, period: float) -> float:
-        """Cycle shape of the last four cycles up to beat-stage position `end_pos`."""
+    def _harmonics(self, end_pos: int, period: float) -> tuple[float, float]:
+        """Cycle shape of the last four cycles up to beat-stage position `end_pos`, and the
+        share of `min_harmonic_ratio` it is held to (`outer_harmonic_band`)."""
+        ratio = self._cycle_shape(end_pos, period, self.harmonic_band[self.sensor])
+        outer = self.outer_harmonic_band.get(self.sensor)
+        if ratio == np.inf and outer is not None:
+            return self._cycle_shape(end_pos, period, outer[0]), outer[1]
+        return ratio, 1.0
+
+    def _cycle_shape(self, end_pos: int, period: float, band: float) -> float:
         need = round(4 * period)
         first = end_pos - need + 1
         # Four cycles of samples that were seen: filled-in ones do not count towards them.
@@ -350,7 +364,7 @@ class ClonusDetector:
             self.beat_fs,
             self.beat_fs / period,
             derivative=self.sensor == "acc3",  # tangential acceleration of the swing
-            band=self.harmonic_band[self.sensor],
+            band=band,
             keep=~self.episodes.filled_mask(first, first + rows.shape[0]),
             times=times if times.size == rows.shape[0] else None,
         )

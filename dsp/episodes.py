@@ -31,6 +31,7 @@ class _Chain:
     episode: int | None = None  # set once declared sustained
     last_update_pos: int = 0
     harmonics: float | None = None  # cycle shape (dsp.waveform), judged once per chain
+    harmonic_line: float = 1.0  # the share of `min_harmonic_ratio` it was judged against
     floor: float | None = None  # EMG envelope floor between bursts, judged once per chain
     burst_s: float | None = None  # EMG burst time per cycle, judged once per chain
     alternating: bool | None = None  # EMG bursts big and small in turn, judged once
@@ -85,7 +86,7 @@ class EpisodeTracker:
     gyroscope, is the largest rotation between two positions: the half-cycles against a
     stretch seen in it are the contractions (`_stretch_sign`). `shape(end_pos, period)`,
     given for motion, measures how far the cycles before `end_pos` are from a pure sine
-    (`dsp.waveform`).
+    (`dsp.waveform`), and gives the share of `min_harmonic_ratio` that figure is held to.
     `wiggle_ratio`, given for accelerometers, is the size under which a dip inside a
     half-cycle is merged away (`_absorb_wiggle`).
     """
@@ -108,7 +109,7 @@ class EpisodeTracker:
         rearm_s: float = 1.0,
         stretch_gap_ratio: float = 0.65,
         polarity: Literal["rise", "size"] = "rise",
-        shape: Callable[[int, float], float] | None = None,
+        shape: Callable[[int, float], tuple[float, float]] | None = None,
         carry_max: int = 4,
         wiggle_ratio: float | None = None,
         resume_beats: int = 2,
@@ -706,9 +707,10 @@ class EpisodeTracker:
         lobe would let a long sine through on a chance fluctuation."""
         if self.shape is None:
             return True
-        if self.chain.harmonics is None:
-            self.chain.harmonics = self.shape(pos, median(self._periods(core)))
-        return self.chain.harmonics >= self.p.min_harmonic_ratio
+        chain = self.chain
+        if chain.harmonics is None:
+            chain.harmonics, chain.harmonic_line = self.shape(pos, median(self._periods(core)))
+        return chain.harmonics >= chain.harmonic_line * self.p.min_harmonic_ratio
 
     def _rests_between_bursts(self, core: list[Lobe], pos: int) -> bool:
         """EMG: the envelope falls back to rest between bursts (see
