@@ -636,15 +636,20 @@ class EpisodeTracker:
             return []
         if self._alternates(core):
             return []
-        self.chain.episode = self._next_episode
+        chain = self.chain
+        chain.episode = self._next_episode
         self._next_episode += 1
         if bank is not None:
-            chain = self.chain
             chain.carried_beats, chain.first_t = bank.reported, bank.onset_t
             chain.bridged, chain.follows = True, bank.follows
             self._bank = None
-        self.chain.last_update_pos = pos
-        return [self._event("clonus.onset", pos)]
+        chain.last_update_pos = pos
+        onset = self._event("clonus.onset", pos)
+        if chain.first_t is None:
+            # The episode began where its onset said, whatever lobes the growing chain's
+            # lead-in rule takes in or leaves out later.
+            chain.first_t, chain.first_elicited = onset.onset_t, onset.elicited
+        return [onset]
 
     def _weak_last_beat(self, core: list[Lobe]) -> bool:
         """The beat that would take the count past the threshold is far smaller than the
