@@ -206,20 +206,21 @@ class BurstTracker:
 
     def _above(self, first: int, last: int, level: float, newest: int) -> int:
         """How many envelope samples over positions `first`-`last` are above `level`."""
-        held = len(self._recent)
-        first = max(first, newest - held + 1)
-        if last < first:
-            return 0
-        values = self._recent.latest(newest - first + 1)[: last - first + 1, 0]
+        first, values = self._held(first, last, newest)
         return int(np.count_nonzero(values > level))
 
     def _lowest(self, first: int, last: int, newest: int) -> float | None:
-        """The envelope's lowest value over positions `first`-`last`, if still held."""
-        held = len(self._recent)
-        if first < newest - held + 1 or last < first:
-            return None
-        values = self._recent.latest(newest - first + 1)[: last - first + 1, 0]
-        return float(np.min(values)) if values.size else None
+        """The envelope's lowest value over positions `first`-`last`, if all still held."""
+        start, values = self._held(first, last, newest)
+        return float(np.min(values)) if start == first and values.size else None
+
+    def _held(self, first: int, last: int, newest: int) -> tuple[int, FloatArray]:
+        """The envelope over positions `first`-`last` (`newest` the latest pushed), from
+        the oldest position still held if `first` is older: (where it starts, values)."""
+        first = max(first, newest - len(self._recent) + 1)
+        if last < first:
+            return first, np.empty(0)
+        return first, self._recent.latest(newest - first + 1)[: last - first + 1, 0]
 
     def _refractory(self, recent: list[Lobe]) -> float:
         """Most of the recent bursts' period, and at least `refractory`."""
@@ -231,11 +232,7 @@ class BurstTracker:
     def _centre(self, first: int, last: int, level: float, newest: int, peak: int) -> int:
         """Centre of the envelope's mass above `level` over positions `first`-`last`
         (`peak` when there is none)."""
-        held = len(self._recent)
-        first = max(first, newest - held + 1)
-        if last < first:
-            return peak
-        values = self._recent.latest(newest - first + 1)[: last - first + 1, 0]
+        first, values = self._held(first, last, newest)
         mass = np.maximum(values - level, 0.0)
         total = float(mass.sum())
         if total <= 0:
