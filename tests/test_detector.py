@@ -726,11 +726,11 @@ def test_a_weak_cycle_after_five_beats_waits_for_the_next_beat(sensor: str, ring
 
 
 def _burst_starts(env: np.ndarray) -> list[int]:
-    """Where a burst tracker, set up as the detector's for an ankle at 200 Hz, times the
+    """Where the burst tracker of an ankle EMG detector (envelope at 200 Hz) times the
     bursts of envelope `env` (resting level 0.01), fed a tenth of a second at a time."""
-    from clonusd.dsp.bursts import BurstTracker
-
-    tracker = BurstTracker(refractory=13, max_gap=107)
+    det = ClonusDetector("emg", site_params("ankle"), 1000.0)
+    assert det.beat_fs == 200.0
+    tracker = det.bursts
     starts: list[int] = []
     for at in range(0, env.size, 20):
         pos = np.arange(at, min(at + 20, env.size))
