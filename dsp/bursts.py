@@ -8,7 +8,8 @@ times the resting level (so noise at rest makes no bursts) and at least `rel` of
 peak's height above rest (so a ripple on a burst is not a second one). A peak less than
 a refractory time after the last one is part of that burst: each clonic discharge is
 followed by a refractory period. A hump that lasts far longer than the recent bursts,
-half a period late, is two bursts the envelope did not part (`_merged`). Bursts are
+half a period late, is two bursts the envelope did not part (`_merged`; a rhythm's
+first hump is judged from the bursts after it, `split_first`). Bursts are
 handed on as alternating half-cycles
 (`Lobe`: the burst, then the trough before the next burst), so the episode stage counts
 bursts with the rules it applies to motion cycles.
@@ -67,7 +68,6 @@ class BurstTracker:
         # A peak found but not yet timed: (value, position, half its height, window start).
         self._pending: tuple[float, int, float, int] | None = None
         self._bursts: deque[Lobe] = deque(maxlen=4)  # the last bursts handed on
-        self._widths: deque[int] = deque(maxlen=4)  # their time above half height
 
     def reset(self) -> None:
         self._pending = None
@@ -76,7 +76,6 @@ class BurstTracker:
         self._peak = None
         self._trough = None
         self._bursts.clear()
-        self._widths.clear()
 
     def process(self, pos: np.ndarray, env: FloatArray, rest: float) -> list[Lobe]:
         out: list[Lobe] = []
@@ -148,10 +147,9 @@ class BurstTracker:
             return []  # a second hump of the same burst
         if recent and burst.peak < self.minor * float(np.median([b.peak for b in recent])):
             return []  # a ripple between bursts far larger than it
-        width = self._above(start, at, half, newest)
-        pair = self._merged(burst, width, recent, rest, newest)
+        burst.width = self._above(start, at, half, newest)
+        pair = self._merged(burst, recent, rest, newest)
         self._bursts.append(burst)
-        self._widths.append(width)
         self._trough = None
         self._peak = burst
         if last is None or trough is None or burst.start_pos - last.start_pos > self.max_gap:
@@ -171,7 +169,7 @@ class BurstTracker:
         return [trough, burst]
 
     def _merged(
-        self, burst: Lobe, width: int, recent: list[Lobe], rest: float, newest: int
+        self, burst: Lobe, recent: list[Lobe], rest: float, newest: int
     ) -> tuple[Lobe, Lobe, Lobe] | None:
         """Two bursts the envelope did not part, as (first, trough, second), or None.
 
@@ -183,26 +181,51 @@ class BurstTracker:
         did. On the tuning and check seeds a width line of 1.5 also split late or wide
         single bursts, which broke two 30-beat episodes; lines from 1.7 to 2.2 gave the
         same figures as 1.8."""
-        if len(recent) < 3 or len(self._widths) < 3 or self._peak is None:
+        if self._peak is None:
             return None
-        gaps = np.diff([b.start_pos for b in recent])
+        period = self._two_in_one(burst, burst.start_pos - self._peak.start_pos, recent)
+        if period is None:
+            return None
+        first, second = self._halves(burst, period)
+        dip = self._lowest(first.start_pos, second.start_pos, newest)
+        depth = -(burst.peak + rest - dip) if dip is not None else -0.5 * burst.peak
+        mid = (first.start_pos + second.start_pos) // 2
+        inner = Lobe(-1, mid, min(depth, -1e-12), mid, True, burst.close_pos)
+        return first, inner, second
+
+    def split_first(self, hump: Lobe, later: list[Lobe]) -> tuple[Lobe, Lobe] | None:
+        """The first burst of a rhythm as the two bursts the envelope did not part, or
+        None: `_merged` seen from the bursts after it (`later`, in order), since at a
+        rhythm's start no bursts before it show the period."""
+        rhythm = later[:4]
+        if not rhythm:
+            return None
+        period = self._two_in_one(hump, rhythm[0].start_pos - hump.start_pos, rhythm)
+        return self._halves(hump, period) if period is not None else None
+
+    def _two_in_one(self, hump: Lobe, gap: int, rhythm: list[Lobe]) -> float | None:
+        """The period of `rhythm` (three or more bursts, an even period), if `hump`,
+        `gap` samples from the nearest of them, is two bursts in one (see `_merged`)."""
+        if len(rhythm) < 3:
+            return None
+        gaps = np.diff([b.start_pos for b in rhythm])
         period = float(np.median(gaps))
         if period <= 0 or float(np.std(gaps)) > 0.2 * period:
             return None
-        after = burst.start_pos - self._peak.start_pos
-        usual = float(np.median(list(self._widths)[-len(recent) :]))
+        usual = float(np.median([b.width for b in rhythm]))
         low, high = self.merged_after
-        if not (low * period <= after <= high * period and width >= self.merged_width * usual):
-            return None
+        if low * period <= gap <= high * period and hump.width >= self.merged_width * usual:
+            return period
+        return None
+
+    @staticmethod
+    def _halves(hump: Lobe, period: float) -> tuple[Lobe, Lobe]:
+        """The two bursts of a merged `hump`, half a `period` either side of it."""
         half = round(period / 2)
-        first_pos, second_pos = burst.start_pos - half, min(burst.start_pos + half, burst.close_pos)
-        dip = self._lowest(first_pos, second_pos, newest)
-        first = Lobe(1, first_pos, burst.peak, first_pos, True, burst.close_pos)
-        second = Lobe(1, second_pos, burst.peak, second_pos, True, burst.close_pos)
-        depth = -(burst.peak + rest - dip) if dip is not None else -0.5 * burst.peak
-        mid = (first_pos + second_pos) // 2
-        inner = Lobe(-1, mid, min(depth, -1e-12), mid, True, burst.close_pos)
-        return first, inner, second
+        first_pos, second_pos = hump.start_pos - half, min(hump.start_pos + half, hump.close_pos)
+        first = Lobe(1, first_pos, hump.peak, first_pos, True, hump.close_pos, width=hump.width)
+        second = Lobe(1, second_pos, hump.peak, second_pos, True, hump.close_pos, width=hump.width)
+        return first, second
 
     def _above(self, first: int, last: int, level: float, newest: int) -> int:
         """How many envelope samples over positions `first`-`last` are above `level`."""

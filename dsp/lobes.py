@@ -30,6 +30,8 @@ class Lobe:
     close_pos: int = 0
     # Not seen: a half-cycle the rhythm on both sides places inside samples lost in a gap.
     inferred: bool = False
+    # EMG bursts: how many samples the envelope stayed above half the burst's height.
+    width: int = 0
 
 
 class LobeTracker:

@@ -760,3 +760,28 @@ def test_two_emg_bursts_the_envelope_did_not_part_are_two_beats() -> None:
     found = _burst_starts(_envelope([(c, 4.0) for c in late]))
     assert len(found) == 6
     assert all(abs(f - c) <= 3 for f, c in zip(found, late, strict=True))
+
+
+def _emg_onsets(env: np.ndarray) -> list[EpisodeEvent]:
+    """The onsets the episode stage of an ankle EMG detector (envelope at 200 Hz) makes
+    of the bursts its burst tracker finds in envelope `env` (resting level 0.01)."""
+    det = ClonusDetector("emg", site_params("ankle"), 1000.0)
+    events: list[EpisodeEvent] = []
+    for at in range(0, env.size, 20):
+        pos = np.arange(at, min(at + 20, env.size))
+        for lobe in det.bursts.process(pos, env[pos], 0.01):
+            events += det.episodes.started(lobe) + det.episodes.closed(lobe)
+    return _onsets(events)
+
+
+def test_a_rhythm_whose_first_two_emg_bursts_merged_counts_both() -> None:
+    """Six bursts every 25 samples (8 Hz at 200 Hz), the first two wide (standard
+    deviation 9 samples): they make one hump, timed half a period late for the first.
+    No bursts before it show the period, so the burst tracker hands it on as one burst:
+    the episode counted five and was missed (three EMG misses on the tuning and check
+    seeds). The four bursts after it show it is two. A narrow first burst as far before
+    the rest is one beat, and five beats are no alarm."""
+    centres = [50.0 + 25 * k for k in range(6)]
+    (onset,) = _emg_onsets(_envelope([(c, 9.0 if k < 2 else 4.0) for k, c in enumerate(centres)]))
+    assert onset.beats == 6
+    assert not _emg_onsets(_envelope([(62.5, 4.0), *((c, 4.0) for c in centres[2:])]))
