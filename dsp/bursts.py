@@ -9,7 +9,7 @@ peak's height above rest (so a ripple on a burst is not a second one). A peak le
 a refractory time after the last one is part of that burst: each clonic discharge is
 followed by a refractory period. A hump that lasts far longer than the recent bursts,
 half a period late, is two bursts the envelope did not part (`_merged`; a rhythm's
-first hump is judged from the bursts after it, `split_first`). Bursts are
+first humps are judged from the bursts after them, `unmerge`). Bursts are
 handed on as alternating half-cycles
 (`Lobe`: the burst, then the trough before the next burst), so the episode stage counts
 bursts with the rules it applies to motion cycles.
@@ -193,15 +193,23 @@ class BurstTracker:
         inner = Lobe(-1, mid, min(depth, -1e-12), mid, True, burst.close_pos)
         return first, inner, second
 
-    def split_first(self, hump: Lobe, later: list[Lobe]) -> tuple[Lobe, Lobe] | None:
-        """The first burst of a rhythm as the two bursts the envelope did not part, or
-        None: `_merged` seen from the bursts after it (`later`, in order), since at a
-        rhythm's start no bursts before it show the period."""
-        rhythm = later[:4]
-        if not rhythm:
-            return None
-        period = self._two_in_one(hump, rhythm[0].start_pos - hump.start_pos, rhythm)
-        return self._halves(hump, period) if period is not None else None
+    def unmerge(self, beats: list[Lobe]) -> list[Lobe]:
+        """`beats`, one rhythm's bursts in order, with each of its first three that is
+        two bursts the envelope did not part handed on as two: `_merged` seen from the
+        bursts after it, since early in a rhythm too few bursts before it show the
+        period. A hump after the first must also come as late after the burst before."""
+        out: list[Lobe] = []
+        for i, hump in enumerate(beats):
+            later = beats[i + 1 : i + 5]
+            period = None
+            if i < 3 and later:
+                period = self._two_in_one(hump, later[0].start_pos - hump.start_pos, later)
+            if period is not None and i > 0:
+                low, high = self.merged_after
+                if not low * period <= hump.start_pos - beats[i - 1].start_pos <= high * period:
+                    period = None
+            out += self._halves(hump, period) if period is not None else (hump,)
+        return out
 
     def _two_in_one(self, hump: Lobe, gap: int, rhythm: list[Lobe]) -> float | None:
         """The period of `rhythm` (three or more bursts, an even period), if `hump`,

@@ -145,7 +145,7 @@ class ClonusDetector:
             onset_beat_ratio={"acc3": 0.8, "imu6": 0.7}.get(sensor),
             max_period_cv=params.max_period_cv if sensor == "emg" else np.inf,
             alternation_ratio=(params.max_alternation or None) if sensor == "emg" else None,
-            split_first=self.bursts.split_first if sensor == "emg" else None,
+            unmerge=self.bursts.unmerge if sensor == "emg" else None,
             # A gyroscope measures the stretch's rotation; an accelerometer mixes it with
             # gravity.
             rotation=self._rotation if sensor == "imu6" else None,

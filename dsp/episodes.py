@@ -88,8 +88,8 @@ class EpisodeTracker:
     given for motion, measures how far the cycles before `end_pos` are from a pure sine
     (`dsp.waveform`), and gives the share of `min_harmonic_ratio` that figure is held to.
     `wiggle_ratio`, given for accelerometers, is the size under which a dip inside a
-    half-cycle is merged away (`_absorb_wiggle`). `split_first(first, later)`, given for
-    EMG, is the first burst as two when the bursts after it show it is two in one.
+    half-cycle is merged away (`_absorb_wiggle`). `unmerge(bursts)`, given for EMG, splits
+    each of a rhythm's first bursts that the bursts after it show is two in one.
     """
 
     def __init__(
@@ -124,7 +124,7 @@ class EpisodeTracker:
         stretch_window_s: float = 0.6,
         stretch_swings: float = 2.0,
         alternation_ratio: float | None = None,
-        split_first: Callable[[Lobe, list[Lobe]], tuple[Lobe, Lobe] | None] | None = None,
+        unmerge: Callable[[list[Lobe]], list[Lobe]] | None = None,
     ) -> None:
         self.p = params
         self.fs = fs
@@ -159,7 +159,7 @@ class EpisodeTracker:
         self.stretch_window = round(stretch_window_s * fs)
         self.stretch_swings = stretch_swings
         self.alternation_ratio = alternation_ratio
-        self.split_first = split_first
+        self.unmerge = unmerge
         self.min_period = fs / params.rate_hz[1]
         self.max_period = fs / params.rate_hz[0]
         self.chain = _Chain()
@@ -541,12 +541,8 @@ class EpisodeTracker:
         released = self._released(beats, sign)
         if released is not None:
             return [released, *beats]
-        if self.split_first is not None and len(beats) >= 4:
-            # EMG: a rhythm's first hump may be its first two bursts (`split_first`).
-            pair = self.split_first(beats[0], beats[1:])
-            if pair is not None:
-                return [*pair, *beats[1:]]
-        return beats
+        # EMG: one of a rhythm's first humps may be two bursts in one (`unmerge`).
+        return self.unmerge(beats) if self.unmerge is not None else beats
 
     def _released(self, beats: list[Lobe], sign: int) -> Lobe | None:
         """The first contraction, when it ran on from the end of the stretch.

@@ -774,14 +774,20 @@ def _emg_onsets(env: np.ndarray) -> list[EpisodeEvent]:
     return _onsets(events)
 
 
-def test_a_rhythm_whose_first_two_emg_bursts_merged_counts_both() -> None:
-    """Six bursts every 25 samples (8 Hz at 200 Hz), the first two wide (standard
-    deviation 9 samples): they make one hump, timed half a period late for the first.
-    No bursts before it show the period, so the burst tracker hands it on as one burst:
-    the episode counted five and was missed (three EMG misses on the tuning and check
-    seeds). The four bursts after it show it is two. A narrow first burst as far before
-    the rest is one beat, and five beats are no alarm."""
+@pytest.mark.parametrize("merged", [0, 1])
+def test_a_rhythm_whose_first_emg_bursts_merged_counts_both(merged: int) -> None:
+    """Six bursts every 25 samples (8 Hz at 200 Hz), two of the first three wide
+    (standard deviation 9 samples): they make one hump, timed half a period late for the
+    first of them. Too few bursts before it show the period, so the burst tracker hands
+    it on as one burst: the episode counted five and was missed (four EMG misses on the
+    tuning and check seeds). The bursts after it show it is two. A narrow burst where
+    the hump was is one beat, and five beats are no alarm."""
     centres = [50.0 + 25 * k for k in range(6)]
-    (onset,) = _emg_onsets(_envelope([(c, 9.0 if k < 2 else 4.0) for k, c in enumerate(centres)]))
+    wide = (merged, merged + 1)
+    (onset,) = _emg_onsets(
+        _envelope([(c, 9.0 if k in wide else 4.0) for k, c in enumerate(centres)])
+    )
     assert onset.beats == 6
-    assert not _emg_onsets(_envelope([(62.5, 4.0), *((c, 4.0) for c in centres[2:])]))
+    single = (centres[merged] + centres[merged + 1]) / 2
+    narrow = sorted([single, *(c for k, c in enumerate(centres) if k not in wide)])
+    assert not _emg_onsets(_envelope([(c, 4.0) for c in narrow]))
