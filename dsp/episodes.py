@@ -104,7 +104,7 @@ class EpisodeTracker:
         trigger_ratio: float = 2.0,
         lead_ratio: float = 0.6,
         tail_ratio: float = 0.4,
-        ring_ratio: float | None = None,
+        ring_ratio: float = 0.65,
         first_beat_ratio: float = 0.3,
         fade_ratio: float = 0.3,
         rearm_s: float = 1.0,
@@ -137,10 +137,7 @@ class EpisodeTracker:
         self.lead_ratio = lead_ratio
         self.tail_ratio = tail_ratio
         # Ringing after the last beat drops by more than clonus fades from beat to beat.
-        # EMG bursts vary more in size (recruitment), so only a halving counts there.
-        self.ring_ratio = (
-            ring_ratio if ring_ratio is not None else (0.65 if counting == "pairs" else 0.5)
-        )
+        self.ring_ratio = ring_ratio
         self.first_beat_ratio = first_beat_ratio
         self.fade_ratio = fade_ratio
         self.stretch_gap_ratio = stretch_gap_ratio
@@ -469,7 +466,9 @@ class EpisodeTracker:
 
         Leading lobes far smaller than the chain (the slow stretch seen through the band-
         pass) or far larger (the stretch transient itself) are not contractions, and
-        trailing lobes that faded are filter ringing.
+        trailing motion lobes that faded are filter ringing. EMG bursts are peaks of the
+        envelope, not band-passed cycles: nothing rings after the last one, the burst
+        tracker already drops ripples, and a small last burst is clonus fading out.
         """
         lobes = self.chain.lobes
         amps = np.abs([lb.peak for lb in lobes])
@@ -487,13 +486,14 @@ class EpisodeTracker:
         if stretches:
             start = max(start, stretches[-1] + 1)  # what came before the stretch is lead-in
         end = len(lobes)
+        motion = self.counting == "pairs"
         while (
             end > start + 1
             and lobes[end - 1].closed
             and (
                 lobes[end - 1].inferred  # only a beat seen after a gap vouches for its lobes
-                or amps[end - 1] < self.tail_ratio * ref
-                or (end - 3 >= start and amps[end - 1] < self.ring_ratio * amps[end - 3])
+                or (motion and amps[end - 1] < self.tail_ratio * ref)
+                or (motion and end - 3 >= start and amps[end - 1] < self.ring_ratio * amps[end - 3])
             )
         ):
             # Ringing after the last beat: far below the chain, or a sudden drop from the

@@ -791,3 +791,19 @@ def test_a_rhythm_whose_first_emg_bursts_merged_counts_both(merged: int) -> None
     single = (centres[merged] + centres[merged + 1]) / 2
     narrow = sorted([single, *(c for k, c in enumerate(centres) if k not in wide)])
     assert not _emg_onsets(_envelope([(c, 4.0) for c in narrow]))
+
+
+def test_an_emg_episode_fading_out_counts_its_small_last_burst() -> None:
+    """Six bursts every 25 samples (8 Hz at 200 Hz), the sixth at 0.35 of the others:
+    clonus fading out. The episode stage used to trim such a burst from the chain's end
+    as if it were a band-pass ringing (under 0.4 of the chain, or half the burst before
+    it), and the 6-beat episode counted five. EMG bursts are peaks of the envelope, and
+    the burst tracker drops ripples under 0.3 of the recent bursts itself, so the burst
+    counts. One at 0.25 is a ripple: five beats, no alarm."""
+    centres = [50.0 + 25 * k for k in range(6)]
+    t = np.arange(400, dtype=np.float64)
+    five = _envelope([(c, 4.0) for c in centres[:5]])
+    last = np.exp(-0.5 * ((t - centres[5]) / 4.0) ** 2)
+    (onset,) = _emg_onsets(five + 0.35 * last)
+    assert onset.beats == 6
+    assert not _emg_onsets(five + 0.25 * last)
