@@ -124,6 +124,7 @@ class EpisodeTracker:
         stretch_window_s: float = 0.6,
         stretch_swings: float = 2.0,
         alternation_ratio: float | None = None,
+        shrunk_tolerance: float = 0.25,
         unmerge: Callable[[list[Lobe]], list[Lobe]] | None = None,
     ) -> None:
         self.p = params
@@ -156,6 +157,7 @@ class EpisodeTracker:
         self.stretch_window = round(stretch_window_s * fs)
         self.stretch_swings = stretch_swings
         self.alternation_ratio = alternation_ratio
+        self.shrunk_tolerance = shrunk_tolerance
         self.unmerge = unmerge
         self.min_period = fs / params.rate_hz[1]
         self.max_period = fs / params.rate_hz[0]
@@ -538,9 +540,9 @@ class EpisodeTracker:
             ref = median(np.abs([lb.peak for lb in known]))
             if abs(lobes[first - 1].peak) >= self.first_beat_ratio * ref:
                 beats.insert(0, lobes[first - 1])
-        released = self._released(beats, sign)
-        if released is not None:
-            return [released, *beats]
+        first_beat = self._released(beats, sign) or self._shrunk(beats, core)
+        if first_beat is not None:
+            return [first_beat, *beats]
         # EMG: one of a rhythm's first humps may be two bursts in one (`unmerge`).
         return self.unmerge(beats) if self.unmerge is not None else beats
 
@@ -565,6 +567,31 @@ class EpisodeTracker:
             return None
         least = self.first_beat_ratio * median(np.abs([lb.peak for lb in beats]))
         return q if min(abs(q.peak), abs(p.peak)) >= least else None
+
+    def _shrunk(self, beats: list[Lobe], core: list[Lobe]) -> Lobe | None:
+        """The first contraction, when the band-pass's recovery from the stretch shrank it.
+
+        The stretch is one large, slow turn. After it the band-passed signal swings back
+        for a while, against the first contraction, which then shows as a lobe a fifth
+        the size of the beats after it, under the first-beat line. A lobe of the beats'
+        sign that starts after the stretch's end and one period before the first counted
+        beat (within `shrunk_tolerance` of it) is that contraction, whatever its size: the
+        reflex answers the stretch at once, and a ripple of the lead-in would not fall on
+        the rhythm's own phase."""
+        stretch = self.chain.stretch
+        periods = self._periods(core)
+        if stretch is None or not stretch[1] or not beats or not periods.size:
+            return None
+        first = beats[0]
+        prior = self.chain.before + self.chain.lobes[: self.chain.lobes.index(first)]
+        after = [
+            lb for lb in prior if lb.sign == first.sign and lb.closed and lb.start_pos >= stretch[2]
+        ]
+        if not after:
+            return None
+        period = median(periods)
+        gap = first.start_pos - after[-1].start_pos
+        return after[-1] if abs(gap - period) <= self.shrunk_tolerance * period else None
 
     def _beat_sign(self, known: list[Lobe]) -> int:
         stretch = self._stretch_sign(known)

@@ -163,9 +163,19 @@ def test_a_first_contraction_that_runs_on_from_the_stretch_is_counted(
     """A quick stretch let go as the first contraction begins: the limb slowing down at
     the stretch's end and the first contraction make one long half-cycle, which breaks
     the rhythm's chain; left out, six contractions counted five."""
+    _assert_six_alarmed_five_not(freq, fs, stretch_deg, 0.15, beat_deg)
+
+
+def _assert_six_alarmed_five_not(
+    freq: float, fs: float, stretch_deg: float, stretch_s: float, beat_deg: float
+) -> None:
+    """Of `stretch_then_clonus` on an ankle gyroscope: five contractions raise no alarm,
+    six raise one inside the sixth's window and end counted within one beat."""
     ankle = site_params("ankle")
     for beats in (5, 6):
-        t, x, contractions, end = stretch_then_clonus(beats, freq, fs, stretch_deg, 0.15, beat_deg)
+        t, x, contractions, end = stretch_then_clonus(
+            beats, freq, fs, stretch_deg, stretch_s, beat_deg
+        )
         events = _run(ClonusDetector("imu6", ankle, fs), t, x, chunk=8)
         if beats == 5:
             assert not _onsets(events)
@@ -173,6 +183,16 @@ def test_a_first_contraction_that_runs_on_from_the_stretch_is_counted(
         (onset,) = _onsets(events)
         assert contractions[5] <= onset.t <= end
         assert abs(events[-1].beats - 6) <= 1
+
+
+@pytest.mark.parametrize("fs", [104.0, 200.0])
+def test_a_first_contraction_the_stretch_shrank_is_counted(fs: float) -> None:
+    """A slow, large stretch (25 degrees over 0.3 s) before small beats (2 degrees at
+    4.7 Hz): after the stretch the band-passed signal swings back against the first
+    contraction, which shows as a lobe a fifth of the beats after it, under the first-
+    beat line; six contractions counted five. It starts after the stretch's end, one
+    period before the next beat, so it is counted; five contractions stay no alarm."""
+    _assert_six_alarmed_five_not(4.7, fs, 25.0, 0.3, 2.0)
 
 
 @pytest.mark.parametrize("onset_s", [58.4, 114.4, 130.4])
