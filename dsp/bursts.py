@@ -198,18 +198,20 @@ class BurstTracker:
         two bursts the envelope did not part handed on as two: `_merged` seen from the
         bursts after it, since early in a rhythm too few bursts before it show the
         period. A hump after the first must also come as late after the burst before."""
-        out: list[Lobe] = []
-        for i, hump in enumerate(beats):
+        head: list[Lobe] = []
+        low, high = self.merged_after
+        for i, hump in enumerate(beats[:3]):
             later = beats[i + 1 : i + 5]
-            period = None
-            if i < 3 and later:
-                period = self._two_in_one(hump, later[0].start_pos - hump.start_pos, later)
-            if period is not None and i > 0:
-                low, high = self.merged_after
-                if not low * period <= hump.start_pos - beats[i - 1].start_pos <= high * period:
-                    period = None
-            out += self._halves(hump, period) if period is not None else (hump,)
-        return out
+            gap = later[0].start_pos - hump.start_pos if later else 0
+            period = self._two_in_one(hump, gap, later)
+            if (
+                period is not None
+                and i > 0
+                and not low * period <= hump.start_pos - beats[i - 1].start_pos <= high * period
+            ):
+                period = None
+            head += self._halves(hump, period) if period is not None else (hump,)
+        return [*head, *beats[3:]]
 
     def _two_in_one(self, hump: Lobe, gap: int, rhythm: list[Lobe]) -> float | None:
         """The period of `rhythm` (three or more bursts, an even period), if `hump`,
