@@ -28,6 +28,7 @@ import numpy as np
 from clonusd.dsp.filters import FloatArray
 from clonusd.dsp.lobes import Lobe
 from clonusd.dsp.ringbuffer import RingBuffer
+from clonusd.dsp.stats import median
 
 
 class BurstTracker:
@@ -215,18 +216,17 @@ class BurstTracker:
 
     def _two_in_one(self, hump: Lobe, gap: int, rhythm: list[Lobe]) -> float | None:
         """The period of `rhythm` (three or more bursts, an even period), if `hump`,
-        `gap` samples from the nearest of them, is two bursts in one (see `_merged`)."""
-        if len(rhythm) < 3:
+        `gap` samples from the nearest of them, is two bursts in one (see `_merged`).
+        Asked at every check of a young EMG chain, so the width, the cheapest and most
+        telling line, is judged first."""
+        if len(rhythm) < 3 or hump.width < self.merged_width * median(b.width for b in rhythm):
             return None
         gaps = np.diff([b.start_pos for b in rhythm])
-        period = float(np.median(gaps))
+        period = median(gaps)
         if period <= 0 or float(np.std(gaps)) > 0.2 * period:
             return None
-        usual = float(np.median([b.width for b in rhythm]))
         low, high = self.merged_after
-        if low * period <= gap <= high * period and hump.width >= self.merged_width * usual:
-            return period
-        return None
+        return period if low * period <= gap <= high * period else None
 
     @staticmethod
     def _halves(hump: Lobe, period: float) -> tuple[Lobe, Lobe]:

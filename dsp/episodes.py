@@ -579,8 +579,10 @@ class EpisodeTracker:
         reflex answers the stretch at once, and a ripple of the lead-in would not fall on
         the rhythm's own phase."""
         stretch = self.chain.stretch
+        if stretch is None or not stretch[1] or not beats:
+            return None
         periods = self._periods(core)
-        if stretch is None or not stretch[1] or not beats or not periods.size:
+        if not periods.size:
             return None
         first = beats[0]
         prior = self.chain.before + self.chain.lobes[: self.chain.lobes.index(first)]
