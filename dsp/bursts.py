@@ -9,10 +9,9 @@ peak's height above rest (so a ripple on a burst is not a second one). A peak le
 a refractory time after the last one is part of that burst: each clonic discharge is
 followed by a refractory period. A hump that lasts far longer than the recent bursts,
 half a period late, is two bursts the envelope did not part (`_merged`; a rhythm's
-first humps are judged from the bursts after them, `unmerge`). Bursts are
-handed on as alternating half-cycles
-(`Lobe`: the burst, then the trough before the next burst), so the episode stage counts
-bursts with the rules it applies to motion cycles.
+first humps are judged from the bursts after them, `unmerge`). Bursts are handed on as
+alternating half-cycles (`Lobe`: the burst, then the trough before the next burst), so
+the episode stage counts bursts with the rules it applies to motion cycles.
 
 Counting peaks of the envelope itself, rather than lobes of its band-passed oscillation,
 keeps one beat per burst whatever the burst's width: narrow bursts are rich in harmonics
