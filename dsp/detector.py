@@ -149,6 +149,7 @@ class ClonusDetector:
             # A gyroscope measures the stretch's rotation; an accelerometer mixes it with
             # gravity.
             rotation=self._rotation if sensor == "imu6" else None,
+            sway=self._sway if sensor == "imu6" else None,
         )
         # Beat-stage sample times, for reporting; long enough for a long episode.
         self._times = RingBuffer(round(900 * beat_fs), 1)
@@ -381,6 +382,26 @@ class ClonusDetector:
         angle = np.cumsum(along.latest(along.total - first)[: end_pos - first, 0]) / self.beat_fs
         at = int(np.argmax(np.abs(angle)))
         return float(angle[at]), first + at
+
+    def _sway(self, first_pos: int, end_pos: int, period: float) -> float:
+        """How far (deg) the limb turned one way and then back about the counting axis,
+        slower than `period` beat-stage samples, from `first_pos` (at most the last 3 s
+        held) to `end_pos`: the smaller of its largest rise and largest fall, on the raw
+        gyroscope's angle averaged over one period (which takes a rhythm of that period
+        out, and leaves a drift one way, as a stretch's release or a gyroscope's bias
+        makes, at zero)."""
+        along = self._along
+        first = max(first_pos, along.total - len(along))
+        k = max(1, round(period))
+        if end_pos - first <= k:
+            return 0.0
+        rows = along.latest(along.total - first)[: end_pos - first, 0]
+        angle = np.concatenate(([0.0], np.cumsum(rows) / self.beat_fs))
+        summed = np.cumsum(angle)
+        slow = (summed[k:] - summed[:-k]) / k
+        rise = float(np.max(slow - np.minimum.accumulate(slow)))
+        fall = float(np.max(np.maximum.accumulate(slow) - slow))
+        return min(rise, fall)
 
     def _envelope_floor(self, first_pos: int, end_pos: int) -> float:
         """The EMG envelope's 10th over its 90th percentile, from beat-stage position
