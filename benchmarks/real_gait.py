@@ -13,6 +13,7 @@ alarm and the alarms per hour for each kind. Real people, but no clonus and no p
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,11 @@ FS = 100.0
 def load(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(t in s, (n, 6): acc xyz in m/s^2 and gyr xyz in deg/s) of one foot's recording.
     Time is the IMU's packet counter (16 bits, unwrapped): lost packets stay gaps."""
-    rows = np.loadtxt(path, skiprows=2, usecols=range(7), ndmin=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an empty file: said below, not warned about
+        rows = np.loadtxt(path, skiprows=2, usecols=range(7), ndmin=2)
+    if rows.shape[0] < 2:
+        raise ValueError("fewer than two samples")
     steps = np.diff(rows[:, 0])
     steps[steps <= 0] += 65536
     t = np.concatenate(([0.0], np.cumsum(steps))) / FS
@@ -55,7 +60,10 @@ def main() -> None:
     hours = 0.0
     alarms = {"imu6": 0, "acc3": 0}
     for path in files:
-        t, x = load(path)
+        try:
+            t, x = load(path)
+        except (OSError, ValueError) as exc:
+            sys.exit(f"{path}: not an XSens export of the data set ({exc})")
         hours += float(t[-1]) / 3600
         for sensor in alarms:
             for at, beats, rate in onsets(sensor, t, x):
