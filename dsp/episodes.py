@@ -642,7 +642,7 @@ class EpisodeTracker:
             return 0  # no rhythm yet to compare the turn with: judged later
         period = median(periods)
         turn, at = self.rotation(first - self.stretch_window, first + round(period))
-        swing = self._amplitude(known) * period / (2 * np.pi * self.fs)
+        swing = self._swing(known, period)
         sign = 0
         if abs(turn) > self.stretch_swings * swing:
             sign = 1 if turn > 0 else -1
@@ -758,8 +758,8 @@ class EpisodeTracker:
             return False
         beats = self._beat_lobes(core)
         period = median(self._periods(core))
-        swing = self._amplitude(core) * period / (2 * np.pi * self.fs)
-        return self.sway(beats[1].start_pos, pos, period) > self.max_sway * swing
+        sway = self.sway(beats[1].start_pos, pos, period)
+        return sway > self.max_sway * self._swing(core, period)
 
     def _rhythmic(self, core: list[Lobe]) -> bool:
         """The chain's cycles are as even as one reflex loop makes them: their standard
@@ -819,6 +819,11 @@ class EpisodeTracker:
         return self.chain.alternating
 
     # -- figures -------------------------------------------------------------------------
+
+    def _swing(self, lobes: list[Lobe], period: float) -> float:
+        """How far the rhythm of `lobes` turns the limb each way (deg, a gyroscope's
+        lobes): their amplitude over the angular rate of `period` samples."""
+        return self._amplitude(lobes) * period / (2 * np.pi * self.fs)
 
     @staticmethod
     def _amplitude(core: list[Lobe]) -> float:
