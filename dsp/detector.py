@@ -375,13 +375,20 @@ class ClonusDetector:
         """The largest rotation (deg, signed) about the counting axis away from where the
         limb was at beat-stage position `first_pos`, up to `end_pos`, from the raw
         gyroscope (only the last 3 s are held), and the position where it was largest."""
-        along = self._along
-        first = max(first_pos, along.total - len(along))
-        if end_pos <= first:
+        first, angle = self._turn(first_pos, end_pos)
+        if not angle.size:
             return 0.0, first
-        angle = np.cumsum(along.latest(along.total - first)[: end_pos - first, 0]) / self.beat_fs
         at = int(np.argmax(np.abs(angle)))
         return float(angle[at]), first + at
+
+    def _turn(self, first_pos: int, end_pos: int) -> tuple[int, FloatArray]:
+        """The raw gyroscope's angle (deg) about the counting axis after each position
+        from `first_pos` (the oldest held, if older: 3 s are held) up to `end_pos`, from
+        where the limb was before it: (where it starts, angles)."""
+        along = self._along
+        first = max(first_pos, along.total - len(along))
+        rows = along.latest(along.total - first)[: max(0, end_pos - first), 0]
+        return first, np.cumsum(rows) / self.beat_fs
 
     def _sway(self, first_pos: int, end_pos: int, period: float) -> float:
         """How far (deg) the limb turned one way and then back about the counting axis,
@@ -390,13 +397,11 @@ class ClonusDetector:
         gyroscope's angle averaged over one period (which takes a rhythm of that period
         out, and leaves a drift one way, as a stretch's release or a gyroscope's bias
         makes, at zero)."""
-        along = self._along
-        first = max(first_pos, along.total - len(along))
+        first, turned = self._turn(first_pos, end_pos)
         k = max(1, round(period))
         if end_pos - first <= k:
             return 0.0
-        rows = along.latest(along.total - first)[: end_pos - first, 0]
-        angle = np.concatenate(([0.0], np.cumsum(rows) / self.beat_fs))
+        angle = np.concatenate(([0.0], turned))
         summed = np.cumsum(angle)
         slow = (summed[k:] - summed[:-k]) / k
         rise = float(np.max(slow - np.minimum.accumulate(slow)))
