@@ -15,6 +15,7 @@ from synth import clonus_band, stretch_then_clonus
 from clonusd.daemon.commands.replay import make_detector
 from clonusd.daemon.sources.recording import Recording, load_recording
 from clonusd.dsp import ClonusDetector, EpisodeEvent, site_params
+from clonusd.dsp.lobes import Lobe
 
 
 def _run(
@@ -683,7 +684,6 @@ def _lobe_train(
     half of 0.8 of it; then quiet. Before cycle `pause_after`, a pause of `pause` samples
     (0.1 s: the rhythm breaks) lengthens one cycle."""
     from clonusd.dsp.episodes import EpisodeTracker
-    from clonusd.dsp.lobes import Lobe
 
     tracker = EpisodeTracker(
         site_params("ankle"),
@@ -767,17 +767,22 @@ def test_a_weak_cycle_after_five_beats_waits_for_the_next_beat(sensor: str, ring
     assert onset.beats == 6
 
 
-def _burst_starts(env: np.ndarray) -> list[int]:
-    """Where the burst tracker of an ankle EMG detector (envelope at 200 Hz) times the
-    bursts of envelope `env` (resting level 0.01), fed a tenth of a second at a time."""
+def _emg_bursts(env: np.ndarray) -> tuple[ClonusDetector, list[Lobe]]:
+    """An ankle EMG detector (envelope at 200 Hz) and the bursts and troughs its burst
+    tracker finds in envelope `env` (resting level 0.01), fed a tenth of a second at a
+    time."""
     det = ClonusDetector("emg", site_params("ankle"), 1000.0)
     assert det.beat_fs == 200.0
-    tracker = det.bursts
-    starts: list[int] = []
+    lobes: list[Lobe] = []
     for at in range(0, env.size, 20):
         pos = np.arange(at, min(at + 20, env.size))
-        starts += [b.start_pos for b in tracker.process(pos, env[pos], 0.01) if b.sign > 0]
-    return starts
+        lobes += det.bursts.process(pos, env[pos], 0.01)
+    return det, lobes
+
+
+def _burst_starts(env: np.ndarray) -> list[int]:
+    """Where the burst tracker of an ankle EMG detector times the bursts of `env`."""
+    return [b.start_pos for b in _emg_bursts(env)[1] if b.sign > 0]
 
 
 def _envelope(bursts: list[tuple[float, float]]) -> np.ndarray:
@@ -805,14 +810,12 @@ def test_two_emg_bursts_the_envelope_did_not_part_are_two_beats() -> None:
 
 
 def _emg_onsets(env: np.ndarray) -> list[EpisodeEvent]:
-    """The onsets the episode stage of an ankle EMG detector (envelope at 200 Hz) makes
-    of the bursts its burst tracker finds in envelope `env` (resting level 0.01)."""
-    det = ClonusDetector("emg", site_params("ankle"), 1000.0)
+    """The onsets the episode stage of an ankle EMG detector makes of the bursts its
+    burst tracker finds in envelope `env`."""
+    det, lobes = _emg_bursts(env)
     events: list[EpisodeEvent] = []
-    for at in range(0, env.size, 20):
-        pos = np.arange(at, min(at + 20, env.size))
-        for lobe in det.bursts.process(pos, env[pos], 0.01):
-            events += det.episodes.started(lobe) + det.episodes.closed(lobe)
+    for lobe in lobes:
+        events += det.episodes.started(lobe) + det.episodes.closed(lobe)
     return _onsets(events)
 
 
