@@ -74,6 +74,12 @@ class ClonusDetector:
     # lower line (0.0015) the held-out seeds gained as many alarms at 104-200 Hz as they
     # lost at 52 Hz.
     harmonic_band: ClassVar[dict[str, float]] = {"imu6": 0.35, "acc3": 0.25, "emg": 0.25}
+    # The most a rhythm's limb may move one way and back, slower than the rhythm, in units
+    # of the rhythm's own movement (`_sway`; `EpisodeTracker._rides_on_movement`): a
+    # gyroscope's in the rhythm's swings, an accelerometer's in its acceleration. Where
+    # real gait alarmed, chains moved 0.1-38 (median 8) and 0.55-9 (median 1.6); clonus on
+    # every synthetic split at most 1.6 and 0.42.
+    max_sway: ClassVar[dict[str, float]] = {"imu6": 4.0, "acc3": 1.0}
     # Where no harmonic lies in that band (an accelerometer at 52 Hz above 6.5 Hz, where
     # every acc3 tremor and vibration alarm of the tuning and check seeds was), the band
     # reaching this far, against this share of the line: near a band's output low-pass
@@ -149,7 +155,8 @@ class ClonusDetector:
             # A gyroscope measures the stretch's rotation; an accelerometer mixes it with
             # gravity.
             rotation=self._rotation if sensor == "imu6" else None,
-            sway=self._sway if sensor == "imu6" else None,
+            sway=self._sway if sensor != "emg" else None,
+            max_sway=self.max_sway.get(sensor, np.inf),
         )
         # Beat-stage sample times, for reporting; long enough for a long episode.
         self._times = RingBuffer(round(900 * beat_fs), 1)
@@ -390,23 +397,45 @@ class ClonusDetector:
         rows = along.latest(along.total - first)[: max(0, end_pos - first), 0]
         return first, np.cumsum(rows) / self.beat_fs
 
-    def _sway(self, first_pos: int, end_pos: int, period: float) -> float:
-        """How far (deg) the limb turned one way and then back about the counting axis,
-        slower than `period` beat-stage samples, from `first_pos` (at most the last 3 s
-        held) to `end_pos`: the smaller of its largest rise and largest fall, on the raw
-        gyroscope's angle averaged over one period (which takes a rhythm of that period
-        out, and leaves a drift one way, as a stretch's release or a gyroscope's bias
-        makes, at zero)."""
-        first, turned = self._turn(first_pos, end_pos)
+    def _sway(self, first_pos: int, end_pos: int, period: float, amplitude: float) -> float:
+        """How far the limb moved one way and then back, slower than `period` beat-stage
+        samples, from `first_pos` (at most the last 3 s held) to `end_pos`, in units of
+        the rhythm's own movement, whose lobes peak at `amplitude`.
+
+        A gyroscope measures the turn about the counting axis (deg) against the rhythm's
+        swing. An accelerometer measures its raw acceleration on each axis (gravity's
+        share turns with the limb; a stride adds its own) against the rhythm's amplitude;
+        it cannot tell the limb's turn from gravity, but it need not: both are movement.
+        Averaging over one period takes a rhythm of that period out. The smaller of the
+        largest rise and largest fall leaves a drift one way (a stretch's release, a
+        gyroscope's bias) at zero.
+        """
+        if self.sensor == "imu6":
+            first, turned = self._turn(first_pos, end_pos)
+            moved = turned[:, None]
+            own = amplitude * period / (2 * np.pi * self.beat_fs)
+        else:
+            raw = self._raw
+            first = max(first_pos, raw.total - len(raw))
+            moved = raw.latest(raw.total - first)[: max(0, end_pos - first)]
+            own = amplitude
         k = max(1, round(period))
-        if end_pos - first <= k:
+        if end_pos - first <= k or own <= 0:
             return 0.0
-        angle = np.concatenate(([0.0], turned))
-        summed = np.cumsum(angle)
+        summed = np.cumsum(np.vstack([np.zeros((1, moved.shape[1])), moved]), axis=0)
         slow = (summed[k:] - summed[:-k]) / k
-        rise = float(np.max(slow - np.minimum.accumulate(slow)))
-        fall = float(np.max(np.maximum.accumulate(slow) - slow))
-        return min(rise, fall)
+        # Filled-in samples are a straight line, not the rhythm: over a fill longer than a
+        # quarter period, the average moves with the phases the gap began and ended at,
+        # so those averages are left out. A few lost samples (wireless IMUs lose some
+        # every second) barely move it.
+        fills = self.episodes.filled_mask(first, first + len(moved), longer_than=k // 4)
+        filled = np.concatenate(([0], np.cumsum(fills)))
+        slow = slow[filled[k:] == filled[:-k]]
+        if not slow.size:
+            return 0.0
+        rise = np.max(slow - np.minimum.accumulate(slow, axis=0), axis=0)
+        fall = np.max(np.maximum.accumulate(slow, axis=0) - slow, axis=0)
+        return float(np.linalg.norm(np.minimum(rise, fall))) / own
 
     def _envelope_floor(self, first_pos: int, end_pos: int) -> float:
         """The EMG envelope's 10th over its 90th percentile, from beat-stage position
