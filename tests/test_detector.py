@@ -236,7 +236,7 @@ def test_an_accelerometer_rhythm_riding_on_a_pitching_foot_is_not_alarmed() -> N
     m/s^2 at the band), once on a still limb and once on a foot that pitches 20 degrees
     back and forth 1.5 times a second, at 8 phases of that movement: gravity's share
     turns with the foot, 3.4 m/s^2 each way. On real gait such bands alarmed 27 times in
-    2.2 h; their chains rode on movement of 1.2-9 times the rhythm's own acceleration,
+    2.2 h; their chains rode on movement of 0.55-9 times the rhythm's own acceleration,
     clonus on the synthetic seeds on at most 0.42. Without the rule 4 of the 8 alarmed."""
     ankle, fs = site_params("ankle"), 104.0
     t, x, beats = clonus_band("acc3", 20, freq=5.5, fs=fs, amp=60.0, stretch=0.5, seed=1)
