@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import queue
+import random
 import shutil
 import signal
 import socket
@@ -31,9 +32,24 @@ def wait_for(pred: Callable[[], bool], timeout: float = 30.0) -> bool:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free loopback port below the kernel's ephemeral range. A port the kernel handed
+    out could be taken by an outgoing connection between a broker's stop and start (a
+    daemon retrying the broker that is down can even connect to itself on it): a
+    restarted Mosquitto then failed with "Address already in use"."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    ports = list(range(max(1024, low - 10000), low))
+    random.shuffle(ports)
+    for port in ports:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free loopback port below {low}")
 
 
 class Mosquitto:
@@ -79,13 +95,14 @@ class Mosquitto:
                 [self.exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=log
             )
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and self.proc.poll() is None:
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
                 return
             except OSError:
                 time.sleep(0.05)
-        raise RuntimeError("mosquitto did not start")
+        last = self.logs().strip().splitlines()[-1:] or ["no log"]
+        raise RuntimeError(f"mosquitto did not start on port {self.port}: {last[0]}")
 
     def stop(self) -> None:
         if self.proc is not None:
