@@ -35,6 +35,7 @@ class _Chain:
     floor: float | None = None  # EMG envelope floor between bursts, judged once per chain
     burst_s: float | None = None  # EMG burst time per cycle, judged once per chain
     alternating: bool | None = None  # EMG bursts big and small in turn, judged once
+    movement: float | None = None  # the limb's slow movement, in the rhythm's own units
     # An episode resumed after a break (see `_Held`): the earlier parts' beats, the time
     # of the first beat, and whether a stretch set it off.
     carried_beats: int = 0
@@ -763,7 +764,8 @@ class EpisodeTracker:
             return False
         beats = self._beat_lobes(core)
         period = median(self._periods(core))
-        return self.sway(beats[1].start_pos, pos, period, self._amplitude(core)) > self.max_sway
+        self.chain.movement = self.sway(beats[1].start_pos, pos, period, self._amplitude(core))
+        return self.chain.movement > self.max_sway
 
     def _rhythmic(self, core: list[Lobe]) -> bool:
         """The chain's cycles are as even as one reflex loop makes them: their standard
@@ -860,6 +862,8 @@ class EpisodeTracker:
             payload["envelope_floor"] = round(self.chain.floor, 4)
         if self.chain.burst_s is not None:
             payload["burst_s"] = round(self.chain.burst_s, 4)
+        if self.chain.movement is not None:
+            payload["limb_movement"] = round(self.chain.movement, 2)
         if chain.bridged and chain.carried_beats:
             payload["carried_beats"] = chain.carried_beats  # counted before a signal gap
         if chain.follows is not None:

@@ -231,6 +231,32 @@ def test_a_swing_across_the_counting_axis_is_movement_too(fs: float) -> None:
     assert not _onsets(_run(ClonusDetector("imu6", ankle, fs), t, rolling, chunk=8))
 
 
+def test_an_onset_reports_how_far_the_limb_moved() -> None:
+    """`limb_movement` is what the movement rule measured, in the rhythm's own units: a
+    clinician reading an alarm sees whether the limb was still. The same rhythm on a
+    limb swinging slowly by more and more degrees reports more and more, while it stays
+    under the line and alarms."""
+    fs = 104.0
+    t, x, _, _ = stretch_then_clonus(20, 5.5, fs, 10.0, 0.15, 3.0)
+    gyro = []
+    for deg in (0.0, 3.0, 6.0):
+        moving = x.copy()
+        moving[:, 3:6] += np.outer(deg * 2 * np.pi * np.cos(2 * np.pi * t), [0.6, -0.64, 0.48])
+        (onset,) = _onsets(_run(ClonusDetector("imu6", site_params("ankle"), fs), t, moving))
+        gyro.append(onset.extra["limb_movement"])
+    assert gyro[0] < 0.1 < gyro[1] < gyro[2] < ClonusDetector.max_sway["imu6"]
+    t, x, _ = clonus_band("acc3", 20, freq=5.5, fs=fs, amp=60.0, stretch=0.5, seed=1)
+    acc = []
+    for deg in (0.0, 5.0, 10.0):
+        pitch = np.radians(deg) * np.sin(2 * np.pi * 1.5 * t)
+        moving = x.copy()
+        moving[:, 0] += 9.81 * np.sin(pitch)
+        moving[:, 2] += 9.81 * (np.cos(pitch) - 1.0)
+        (onset,) = _onsets(_run(ClonusDetector("acc3", site_params("ankle"), fs), t, moving))
+        acc.append(onset.extra["limb_movement"])
+    assert acc[0] < acc[1] < acc[2] < ClonusDetector.max_sway["acc3"]
+
+
 def test_an_accelerometer_rhythm_riding_on_a_pitching_foot_is_not_alarmed() -> None:
     """An accelerometer-only band at 104 Hz: the same 20 contractions at 5.5 Hz (3.2
     m/s^2 at the band), once on a still limb and once on a foot that pitches 20 degrees

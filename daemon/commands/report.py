@@ -143,6 +143,7 @@ def _details(case: Case) -> str:
         "kinds",
         "amplitude",
         "harmonic_ratio",
+        "limb_movement",
         "elicited",
     )
     return ", ".join(f"{k}={case.info[k]}" for k in keys if k in case.info)
