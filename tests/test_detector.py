@@ -494,7 +494,8 @@ def test_a_lost_frame_is_not_taken_for_movement_of_the_limb(
     episode. The samples filled in across it are a straight line from one phase of the
     rhythm to another; averaged as if they were the limb, they looked like the limb
     moving one way and back, and these episodes went unalarmed (`benchmarks/ble_loss.py`:
-    2 of 20 at 16 % loss). Only samples that arrived count."""
+    2 of 20 at 16 % loss). Averages over a fill longer than a quarter period are left
+    out."""
     t, x, beats = clonus_band("acc3", 20, freq=freq, fs=100.0, stretch=0.5, seed=seed)
     keep = ~((t >= beats[3] + offset) & (t < beats[3] + offset + 0.38))
     events = _run(ClonusDetector("acc3", site_params("ankle"), 100.0), t[keep], x[keep], chunk=8)
