@@ -130,7 +130,7 @@ class EpisodeTracker:
         alternation_ratio: float | None = None,
         shrunk_tolerance: float = 0.25,
         sway: Callable[[int, int, float, float], float] | None = None,
-        max_sway: float = 4.0,
+        max_sway: float = float("inf"),
         unmerge: Callable[[list[Lobe]], list[Lobe]] | None = None,
     ) -> None:
         self.p = params
