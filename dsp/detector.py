@@ -19,7 +19,7 @@ from typing import ClassVar
 import numpy as np
 
 from clonusd.dsp.bursts import BurstTracker
-from clonusd.dsp.episodes import EpisodeTracker
+from clonusd.dsp.episodes import EpisodeTracker, rhythm_swing
 from clonusd.dsp.events import EpisodeEvent
 from clonusd.dsp.filters import FloatArray
 from clonusd.dsp.frontends import EmgFrontEnd, MotionFrontEnd
@@ -382,20 +382,13 @@ class ClonusDetector:
         """The largest rotation (deg, signed) about the counting axis away from where the
         limb was at beat-stage position `first_pos`, up to `end_pos`, from the raw
         gyroscope (only the last 3 s are held), and the position where it was largest."""
-        first, angle = self._turn(first_pos, end_pos)
-        if not angle.size:
-            return 0.0, first
-        at = int(np.argmax(np.abs(angle)))
-        return float(angle[at]), first + at
-
-    def _turn(self, first_pos: int, end_pos: int) -> tuple[int, FloatArray]:
-        """The raw gyroscope's angle (deg) about the counting axis after each position
-        from `first_pos` (the oldest held, if older: 3 s are held) up to `end_pos`, from
-        where the limb was before it: (where it starts, angles)."""
         along = self._along
         first = max(first_pos, along.total - len(along))
-        rows = along.latest(along.total - first)[: max(0, end_pos - first), 0]
-        return first, np.cumsum(rows) / self.beat_fs
+        if end_pos <= first:
+            return 0.0, first
+        angle = np.cumsum(along.latest(along.total - first)[: end_pos - first, 0]) / self.beat_fs
+        at = int(np.argmax(np.abs(angle)))
+        return float(angle[at]), first + at
 
     def _sway(self, first_pos: int, end_pos: int, period: float, amplitude: float) -> float:
         """How far the limb moved one way and then back, slower than `period` beat-stage
@@ -417,7 +410,7 @@ class ClonusDetector:
         own = amplitude
         if self.sensor == "imu6":
             moved = np.cumsum(moved, axis=0) / self.beat_fs  # deg turned about each axis
-            own = amplitude * period / (2 * np.pi * self.beat_fs)
+            own = rhythm_swing(amplitude, period, self.beat_fs)
         k = max(1, round(period))
         if end_pos - first <= k or own <= 0:
             return 0.0

@@ -25,6 +25,12 @@ from clonusd.dsp.sites import SiteParams
 from clonusd.dsp.stats import median
 
 
+def rhythm_swing(amplitude: float, period: float, fs: float) -> float:
+    """How far a gyroscope's rhythm turns the limb each way (deg): lobes peaking at
+    `amplitude` (deg/s), over the angular rate of `period` samples at `fs`."""
+    return amplitude * period / (2 * np.pi * fs)
+
+
 @dataclass
 class _Chain:
     lobes: list[Lobe] = field(default_factory=list)
@@ -646,7 +652,7 @@ class EpisodeTracker:
             return 0  # no rhythm yet to compare the turn with: judged later
         period = median(periods)
         turn, at = self.rotation(first - self.stretch_window, first + round(period))
-        swing = self._swing(known, period)
+        swing = rhythm_swing(self._amplitude(known), period, self.fs)
         sign = 0
         if abs(turn) > self.stretch_swings * swing:
             sign = 1 if turn > 0 else -1
@@ -825,11 +831,6 @@ class EpisodeTracker:
         return self.chain.alternating
 
     # -- figures -------------------------------------------------------------------------
-
-    def _swing(self, lobes: list[Lobe], period: float) -> float:
-        """How far the rhythm of `lobes` turns the limb each way (deg, a gyroscope's
-        lobes): their amplitude over the angular rate of `period` samples."""
-        return self._amplitude(lobes) * period / (2 * np.pi * self.fs)
 
     @staticmethod
     def _amplitude(core: list[Lobe]) -> float:
