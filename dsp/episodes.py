@@ -137,6 +137,7 @@ class EpisodeTracker:
         shrunk_tolerance: float = 0.25,
         sway: Callable[[int, int, float, float], float] | None = None,
         max_sway: float = float("inf"),
+        max_beat_spread: float = float("inf"),
         unmerge: Callable[[list[Lobe]], list[Lobe]] | None = None,
     ) -> None:
         self.p = params
@@ -172,6 +173,7 @@ class EpisodeTracker:
         self.shrunk_tolerance = shrunk_tolerance
         self.sway = sway
         self.max_sway = max_sway
+        self.max_beat_spread = max_beat_spread
         self.unmerge = unmerge
         self.min_period = fs / params.rate_hz[1]
         self.max_period = fs / params.rate_hz[0]
@@ -677,7 +679,7 @@ class EpisodeTracker:
             return []
         if not self._looks_like_clonus(core) or not self._rhythmic(core):
             return []
-        if self._rides_on_movement(core, pos):
+        if self._rides_on_movement(core, pos) or self._beats_unlike(core):
             return []
         if not self._clonic_shape(core, pos):
             if bank is not None:
@@ -772,6 +774,22 @@ class EpisodeTracker:
         period = median(self._periods(core))
         self.chain.movement = self.sway(beats[1].start_pos, pos, period, self._amplitude(core))
         return self.chain.movement > self.max_sway
+
+    def _beats_unlike(self, core: list[Lobe]) -> bool:
+        """The beats that took the chain past the threshold differ in size by more than
+        one reflex loop's contractions do (`SiteParams.max_beat_spread`; motion only).
+
+        Clonus repeats one contraction, fading slowly; the first or last steps of a walk
+        mix stride swings with small ripples of the foot at the same 3-4 Hz. The first
+        beat (it may carry the stretch's end) and inferred beats (no peak was seen) are
+        left out; fewer than three peaks say nothing about their spread."""
+        if not np.isfinite(self.max_beat_spread):
+            return False
+        amps = np.abs([b.peak for b in self._beat_lobes(core)[1:] if not b.inferred])
+        amps = amps[-self.p.threshold_beats :]
+        if amps.size < 3:
+            return False
+        return bool(np.std(amps) > self.max_beat_spread * np.mean(amps))
 
     def _rhythmic(self, core: list[Lobe]) -> bool:
         """The chain's cycles are as even as one reflex loop makes them: their standard

@@ -58,3 +58,22 @@ def stretch_then_clonus(
     x[:, :3] = [0.0, 0.0, 9.81]
     x[:, 3:6] = np.outer(rate, axis) + rng.normal(0.0, 1.0, (t.size, 3))
     return t, x, [float(s) + 0.22 / freq for s in starts], float(starts[-1]) + 1 / freq
+
+
+def jerk_train(
+    sizes: list[float], freq: float, fs: float, n: int, peak_dps: float = 150.0
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """A gyroscope (six IMU columns, deg/s) seeing `n` quick jerks of the foot `1/freq`
+    apart from 3 s on, each a 30 ms turn out and back whose speed peaks at `sizes[k] *
+    peak_dps` (`sizes` repeated), on a still limb. Equal sizes are a rhythm of even
+    contractions; very unequal ones are steps and the small knocks between them."""
+    rng = np.random.default_rng(0)
+    t = np.arange(int((3.0 + n / freq + 3.0) * fs)) / fs
+    rate = np.zeros_like(t)
+    for k, size in enumerate(np.resize(np.asarray(sizes, dtype=np.float64), n)):
+        u = (t - 3.0 - k / freq) / 0.03
+        rate -= size * peak_dps * u * np.exp(0.5 - 0.5 * u**2)
+    x = np.zeros((t.size, 6))
+    x[:, :3] = [0.0, 0.0, 9.81]
+    x[:, 3:6] = np.outer(rate, [0.6, -0.64, 0.48]) + rng.normal(0.0, 1.0, (t.size, 3))
+    return t, x
