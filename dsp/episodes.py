@@ -764,9 +764,9 @@ class EpisodeTracker:
         stretch's own end; a stretch's slow release goes one way only and does not
         count. Where real gait (healthy walkers, foot IMUs: `benchmarks/real_gait.py`)
         alarmed, gyroscope chains swayed 1.5-50 of the rhythm's swings (median 10),
-        clonus on the tuning, check and held-out seeds at most 1.5 (1388 onsets); the
-        accelerometer's chains moved 0.55-9 times the rhythm's acceleration (median
-        1.6), clonus at most 0.42 (531 onsets).
+        clonus on the tuning, check and held-out seeds at most 1.6; the accelerometer's
+        chains moved 0.55-9 times the rhythm's acceleration (median 1.6), clonus at
+        most 0.42 (531 onsets).
         """
         if self.sway is None:
             return False

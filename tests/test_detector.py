@@ -218,6 +218,26 @@ def test_a_rhythm_riding_on_a_large_swing_of_the_limb_is_not_alarmed(
     assert not _onsets(_run(ClonusDetector("imu6", ankle, fs), t, walking, chunk=8))
 
 
+@pytest.mark.parametrize("swing_deg", [12.0, 14.0])
+def test_a_limb_swinging_three_times_the_rhythm_s_swing_is_moving(swing_deg: float) -> None:
+    """The same rhythm on a limb swinging `swing_deg` one way and back 1.5 times a second
+    measures 3.3 and 3.9 of the rhythm's own swings: under the old line of 4, which let a
+    walk's first steps through on real gait at 3.57, and over today's. Clonus on the
+    synthetic seeds moved at most 1.6; half that swing still alarms."""
+    ankle, fs = site_params("ankle"), 104.0
+    t, x, contractions, end = stretch_then_clonus(20, 5.5, fs, 10.0, 0.15, 3.0)
+
+    def swinging(deg: float) -> np.ndarray:
+        moving = x.copy()
+        turning = deg * 2 * np.pi * 1.5 * np.cos(2 * np.pi * 1.5 * t)
+        moving[:, 3:6] += np.outer(turning, [0.6, -0.64, 0.48])  # stretch_then_clonus's axis
+        return moving
+
+    (onset,) = _onsets(_run(ClonusDetector("imu6", ankle, fs), t, swinging(swing_deg / 2), chunk=8))
+    assert contractions[5] <= onset.t <= end
+    assert not _onsets(_run(ClonusDetector("imu6", ankle, fs), t, swinging(swing_deg), chunk=8))
+
+
 @pytest.mark.parametrize("fs", [104.0, 200.0])
 def test_a_swing_across_the_counting_axis_is_movement_too(fs: float) -> None:
     """The same rhythm, the limb swinging 20 degrees once a second about an axis at a
