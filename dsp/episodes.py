@@ -779,17 +779,22 @@ class EpisodeTracker:
         """The beats that took the chain past the threshold differ in size by more than
         one reflex loop's contractions do (`SiteParams.max_beat_spread`; motion only).
 
-        Clonus repeats one contraction, fading slowly; the first or last steps of a walk
-        mix stride swings with small ripples of the foot at the same 3-4 Hz. The first
-        beat (it may carry the stretch's end) and inferred beats (no peak was seen) are
-        left out; fewer than three peaks say nothing about their spread."""
+        Clonus repeats one contraction, growing or fading steadily; the first or last
+        steps of a walk mix stride swings with small knocks of the foot at the same
+        3-4 Hz. So the peaks' scatter about their straight-line trend (root mean square,
+        over their mean) is judged, not their spread: a steady build-up or fade is no
+        scatter. The first beat (it may carry the stretch's end) and inferred beats (no
+        peak was seen) are left out; fewer than three peaks say nothing."""
         if not np.isfinite(self.max_beat_spread):
             return False
         amps = np.abs([b.peak for b in self._beat_lobes(core)[1:] if not b.inferred])
         amps = amps[-self.p.threshold_beats :]
         if amps.size < 3:
             return False
-        return bool(np.std(amps) > self.max_beat_spread * np.mean(amps))
+        k = np.arange(amps.size)
+        trend = np.polyval(np.polyfit(k, amps, 1), k)
+        spread = np.sqrt(np.mean((amps - trend) ** 2)) / np.mean(amps)
+        return bool(spread > self.max_beat_spread)
 
     def _rhythmic(self, core: list[Lobe]) -> bool:
         """The chain's cycles are as even as one reflex loop makes them: their standard

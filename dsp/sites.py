@@ -73,12 +73,13 @@ class SiteParams:
     # travels far less); a limb shaken at 3 g and 4.5 Hz (3.7 cm) is moved on purpose.
     max_excursion: dict[str, float] = field(default_factory=lambda: {"gyr": 20.0, "acc": 0.025})
     # Motion only: the most the beats that take a chain past the threshold (its second
-    # beat on) may vary in size, as the standard deviation of their peaks over their mean.
-    # One reflex loop makes each contraction about the size of the last, fading slowly;
-    # the first and last steps of a walk mix stride swings with small knocks at 3-4 Hz.
-    # Three of the five chains that alarmed on real gait (`benchmarks/real_gait.py`)
-    # spread 0.59-0.87; on the five synthetic splits (2981 sustained episodes) no figure
-    # moved at 0.45, and a line at 0.4 lost one episode. inf turns it off.
+    # beat on, the last `threshold_beats` seen) may scatter in size about their straight-
+    # line trend, as the root mean square of the scatter over their mean. One reflex loop
+    # repeats one contraction, growing or fading steadily; the first and last steps of a
+    # walk mix stride swings with small knocks at 3-4 Hz. Three of the five chains that
+    # alarmed on real gait (`benchmarks/real_gait.py`) scattered 0.58-0.84; on the five
+    # synthetic splits (2981 sustained episodes) no figure moves at 0.5, and a line at 0.4
+    # lost one episode. inf turns it off.
     max_beat_spread: float = 0.5
 
     def with_overrides(self, **changes: object) -> SiteParams:
