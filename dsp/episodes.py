@@ -42,6 +42,7 @@ class _Chain:
     burst_s: float | None = None  # EMG burst time per cycle, judged once per chain
     alternating: bool | None = None  # EMG bursts big and small in turn, judged once
     movement: float | None = None  # the limb's slow movement, in the rhythm's own units
+    scatter: float | None = None  # the beats' sizes about their trend, over their mean
     # An episode resumed after a break (see `_Held`): the earlier parts' beats, the time
     # of the first beat, and whether a stretch set it off.
     carried_beats: int = 0
@@ -137,7 +138,7 @@ class EpisodeTracker:
         shrunk_tolerance: float = 0.25,
         sway: Callable[[int, int, float, float], float] | None = None,
         max_sway: float = float("inf"),
-        max_beat_spread: float = float("inf"),
+        max_beat_spread: float | None = None,
         unmerge: Callable[[list[Lobe]], list[Lobe]] | None = None,
     ) -> None:
         self.p = params
@@ -784,8 +785,9 @@ class EpisodeTracker:
         3-4 Hz. So the peaks' scatter about their straight-line trend (root mean square,
         over their mean) is judged, not their spread: a steady build-up or fade is no
         scatter. The first beat (it may carry the stretch's end) and inferred beats (no
-        peak was seen) are left out; fewer than three peaks say nothing."""
-        if not np.isfinite(self.max_beat_spread):
+        peak was seen) are left out; fewer than three peaks say nothing. None: not
+        measured (EMG); inf: measured and reported, never refused."""
+        if self.max_beat_spread is None:
             return False
         amps = np.abs([b.peak for b in self._beat_lobes(core)[1:] if not b.inferred])
         amps = amps[-self.p.threshold_beats :]
@@ -793,8 +795,8 @@ class EpisodeTracker:
             return False
         k = np.arange(amps.size)
         trend = np.polyval(np.polyfit(k, amps, 1), k)
-        spread = np.sqrt(np.mean((amps - trend) ** 2)) / np.mean(amps)
-        return bool(spread > self.max_beat_spread)
+        self.chain.scatter = float(np.sqrt(np.mean((amps - trend) ** 2)) / np.mean(amps))
+        return self.chain.scatter > self.max_beat_spread
 
     def _rhythmic(self, core: list[Lobe]) -> bool:
         """The chain's cycles are as even as one reflex loop makes them: their standard
@@ -888,6 +890,8 @@ class EpisodeTracker:
             payload["burst_s"] = round(self.chain.burst_s, 4)
         if self.chain.movement is not None:
             payload["limb_movement"] = round(self.chain.movement, 2)
+        if self.chain.scatter is not None:
+            payload["beat_scatter"] = round(self.chain.scatter, 2)
         if chain.bridged and chain.carried_beats:
             payload["carried_beats"] = chain.carried_beats  # counted before a signal gap
         if chain.follows is not None:

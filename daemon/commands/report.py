@@ -144,6 +144,7 @@ def _details(case: Case) -> str:
         "amplitude",
         "harmonic_ratio",
         "limb_movement",
+        "beat_scatter",
         "elicited",
     )
     return ", ".join(f"{k}={case.info[k]}" for k in keys if k in case.info)
