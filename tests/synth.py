@@ -7,6 +7,9 @@ from numpy.typing import NDArray
 
 from clonusd.daemon.sources.simulation import Episode, SimulatedBand
 
+# The axis the test gyroscopes turn about: no band axis of its own, so mounting is tested.
+AXIS = np.array([0.6, -0.64, 0.48])
+
 
 def clonus_band(
     sensor: str,
@@ -39,7 +42,6 @@ def stretch_then_clonus(
     end and the first contraction move the same way. Each cycle is a quick fall from the
     peak (the contraction) and a slower return. Returns (t, x with six IMU columns,
     contraction times: each cycle's peak, where its contraction starts, episode end)."""
-    rng = np.random.default_rng(0)
     lead_s = 3.0
     t = np.arange(int((lead_s + beats / freq + 3.0) * fs)) / fs
     angle = np.zeros_like(t)
@@ -52,11 +54,7 @@ def stretch_then_clonus(
         m = (t >= s) & (t < s + 1 / freq)
         ph = 2 * np.pi * (t[m] - s) * freq
         angle[m] += beat_deg * (np.sin(ph) + 0.3 * np.sin(2 * ph) * (1 - np.cos(ph)) / 2)
-    rate = np.gradient(angle, 1 / fs)
-    axis = np.array([0.6, -0.64, 0.48])
-    x = np.zeros((t.size, 6))
-    x[:, :3] = [0.0, 0.0, 9.81]
-    x[:, 3:6] = np.outer(rate, axis) + rng.normal(0.0, 1.0, (t.size, 3))
+    x = _still_imu(np.gradient(angle, 1 / fs))
     return t, x, [float(s) + 0.22 / freq for s in starts], float(starts[-1]) + 1 / freq
 
 
@@ -67,13 +65,18 @@ def jerk_train(
     apart from 3 s on, each a 30 ms turn out and back whose speed peaks at `sizes[k] *
     peak_dps` (`sizes` repeated), on a still limb. Equal sizes are a rhythm of even
     contractions; very unequal ones are steps and the small knocks between them."""
-    rng = np.random.default_rng(0)
     t = np.arange(int((3.0 + n / freq + 3.0) * fs)) / fs
     rate = np.zeros_like(t)
     for k, size in enumerate(np.resize(np.asarray(sizes, dtype=np.float64), n)):
         u = (t - 3.0 - k / freq) / 0.03
         rate -= size * peak_dps * u * np.exp(0.5 - 0.5 * u**2)
-    x = np.zeros((t.size, 6))
+    return t, _still_imu(rate)
+
+
+def _still_imu(rate: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Six IMU columns for a limb turning at `rate` (deg/s) about `AXIS`, gravity on z
+    and 1 deg/s of gyroscope noise (seeded)."""
+    x = np.zeros((rate.size, 6))
     x[:, :3] = [0.0, 0.0, 9.81]
-    x[:, 3:6] = np.outer(rate, [0.6, -0.64, 0.48]) + rng.normal(0.0, 1.0, (t.size, 3))
-    return t, x
+    x[:, 3:6] = np.outer(rate, AXIS) + np.random.default_rng(0).normal(0.0, 1.0, (rate.size, 3))
+    return x

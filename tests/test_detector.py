@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from synth import clonus_band, jerk_train, stretch_then_clonus
+from synth import AXIS, clonus_band, jerk_train, stretch_then_clonus
 
 from clonusd.daemon.commands.replay import make_detector
 from clonusd.daemon.sources.recording import Recording, load_recording
@@ -214,7 +214,7 @@ def test_a_rhythm_riding_on_a_large_swing_of_the_limb_is_not_alarmed(
     assert contractions[5] <= onset.t <= end
     turning = swing_deg * 2 * np.pi * np.cos(2 * np.pi * t)  # deg/s, once a second
     walking = x.copy()
-    walking[:, 3:6] += np.outer(turning, [0.6, -0.64, 0.48])  # stretch_then_clonus's axis
+    walking[:, 3:6] += np.outer(turning, AXIS)
     assert not _onsets(_run(ClonusDetector("imu6", ankle, fs), t, walking, chunk=8))
 
 
@@ -230,7 +230,7 @@ def test_a_limb_swinging_three_times_the_rhythm_s_swing_is_moving(swing_deg: flo
     def swinging(deg: float) -> np.ndarray:
         moving = x.copy()
         turning = deg * 2 * np.pi * 1.5 * np.cos(2 * np.pi * 1.5 * t)
-        moving[:, 3:6] += np.outer(turning, [0.6, -0.64, 0.48])  # stretch_then_clonus's axis
+        moving[:, 3:6] += np.outer(turning, AXIS)
         return moving
 
     (onset,) = _onsets(_run(ClonusDetector("imu6", ankle, fs), t, swinging(swing_deg / 2), chunk=8))
@@ -261,7 +261,7 @@ def test_an_onset_reports_how_far_the_limb_moved() -> None:
     gyro = []
     for deg in (0.0, 3.0, 6.0):
         moving = x.copy()
-        moving[:, 3:6] += np.outer(deg * 2 * np.pi * np.cos(2 * np.pi * t), [0.6, -0.64, 0.48])
+        moving[:, 3:6] += np.outer(deg * 2 * np.pi * np.cos(2 * np.pi * t), AXIS)
         (onset,) = _onsets(_run(ClonusDetector("imu6", site_params("ankle"), fs), t, moving))
         gyro.append(onset.extra["limb_movement"])
     assert gyro[0] < 0.1 < gyro[1] < gyro[2] < ClonusDetector.max_sway["imu6"]
