@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from broker import Daemon, Mosquitto, write_config
+from broker import Daemon, Monitor, Mosquitto, write_config
 
 from clonusd.daemon.commands.monitor import Board
 
@@ -101,6 +101,37 @@ def test_full_screen_view_shows_an_alarm_that_was_already_on() -> None:
     assert line == "daemon pi-3 offline (connection_lost): beds bed-3 unwatched"
     screen = board.render("localhost:1883")
     assert "DAEMON pi-3 OFFLINE (connection_lost)" in screen and "daemons: 0/1 online" in screen
+
+
+def test_an_event_the_broker_sends_again_is_shown_once(broker: Mosquitto) -> None:
+    # QoS 1 is at least once: a bridge whose link fails between a PUBLISH and its PUBACK
+    # sends the event again, and may do so after newer ones. The same id is the same event.
+    where = {"schema": "clonusd/2", "daemon": "pi-3", "bed": "bed-3", "sensor": "ankle-r",
+             "site": "ankle", "side": "right"}  # fmt: skip
+    onset = {**where, "id": "e-onset", "event": "clonus.onset", "beats": 6, "frequency_hz": 6.1}
+    end = {**where, "id": "e-end", "event": "clonus.end", "beats": 14, "duration_s": 2.3,
+           "frequency_hz": 6.0}  # fmt: skip
+    tech = {"schema": "clonusd/2", "daemon": "pi-3", "id": "e-tech", "event": "storage.failed",
+            "priority": "technical_alarm", "detail": "disk full"}  # fmt: skip
+    later = {**onset, "id": "e-later", "beats": 7}
+    sensor, daemon = "clonusd/bed-3/ankle-r/event", "clonusd/daemon/pi-3/event"
+    sent = [(sensor, onset), (sensor, onset), (sensor, end), (daemon, tech), (sensor, onset),
+            (daemon, tech), (sensor, end), (sensor, later)]  # fmt: skip
+    monitor = Monitor(broker.port)
+    try:
+        monitor.until("connected to", 30)
+        _publish_all(broker.port, [(t, json.dumps(p).encode()) for t, p in sent], retain=False)
+        monitor.until("[e-later]", 30)  # the last one sent: all before it have come
+    finally:
+        monitor.stop()
+    assert monitor.event_ids() == ["e-onset", "e-end", "e-tech", "e-later"], monitor.lines
+    assert sum("ALARM sustained clonus" in ln for ln in monitor.lines) == 2
+    # The full-screen view counts what it did not show again.
+    board = Board("clonusd")
+    for topic, payload in sent:
+        board.update(topic, json.dumps(payload).encode())
+    assert board.repeats == 4 and board.malformed == 0
+    assert "4 repeated event(s) shown once" in board.render("localhost:1883")
 
 
 def test_a_bed_whose_status_stops_is_shown_as_not_watched() -> None:

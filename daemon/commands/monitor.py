@@ -29,6 +29,10 @@ RED, BOLD, DIM, RESET = "\x1b[41;97;1m", "\x1b[1m", "\x1b[2m", "\x1b[0m"
 # and the bed is not being watched from here, whatever its availability says: a bridged
 # Pi that lost power or its network cannot get its last will to this broker.
 SILENT_AFTER_S = 15.0
+# MQTT QoS 1 is at least once: a bridge whose link fails between a PUBLISH and its PUBACK
+# sends that event again. Events carry a unique id; the ids of this many recent events are
+# kept to drop such repeats (a repeat comes within the bridge's in-flight window).
+SEEN_IDS = 4096
 
 
 def _num(value: object, fmt: str = ".1f") -> str:
@@ -76,7 +80,21 @@ class Board:
         return lines
 
     malformed: int = 0
+    repeats: int = 0  # events seen again under an id already shown (QoS 1 resends)
+    seen_ids: dict[str, None] = field(default_factory=dict)  # insertion-ordered, bounded
     technical: list[str] = field(default_factory=list)
+
+    def _repeat(self, event_id: object) -> bool:
+        """Whether this event id was already shown; remembers it if not."""
+        if not isinstance(event_id, str) or not event_id:
+            return False  # an event without an id cannot be told apart: show it
+        if event_id in self.seen_ids:
+            self.repeats += 1
+            return True
+        self.seen_ids[event_id] = None
+        if len(self.seen_ids) > SEEN_IDS:
+            del self.seen_ids[next(iter(self.seen_ids))]
+        return False
 
     def daemon_of(self, key: tuple[str, str]) -> str | None:
         for held in (self.status.get(key), self.state.get(key)):
@@ -129,7 +147,7 @@ class Board:
         if rest[2] == "state":
             self.state[key] = data
             return None
-        if rest[2] != "event":
+        if rest[2] != "event" or self._repeat(data.get("id")):
             return None
         self.last_event_id = _text(data.get("id", ""), 80)
         kind = data.get("event")
@@ -191,6 +209,9 @@ class Board:
                 line += ": beds " + ", ".join(_text(b) for b in beds) + " unwatched"
             return line
         if kind == "event":
+            if self._repeat(data.get("id")):
+                return None
+            self.last_event_id = _text(data.get("id", ""), 80)
             line = (
                 f"TECHNICAL: daemon {_text(daemon)}: {_text(data.get('event'))}"
                 f" {_text(data.get('detail', ''), 160)}"
@@ -211,6 +232,8 @@ class Board:
             lines.append(f"{RED} {line} {RESET}")
         if self.malformed:
             lines.append(f"{DIM}{self.malformed} malformed message(s) ignored{RESET}")
+        if self.repeats:
+            lines.append(f"{DIM}{self.repeats} repeated event(s) shown once{RESET}")
         keys = sorted(set(self.status) | set(self.state))
         if not keys:
             lines.append("waiting for sensors…")
