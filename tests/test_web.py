@@ -223,22 +223,42 @@ def _publish(client: Any, topic: str, payload: dict[str, Any], retain: bool = Tr
     client.publish(topic, json.dumps(payload), qos=1, retain=retain).wait_for_publish(5)
 
 
-def test_technical_alarms_have_their_own_colours_and_never_read_as_all_well(
-    broker: Mosquitto, browser: Any, tmp_path: Path
-) -> None:
+@pytest.fixture
+def pub(broker: Mosquitto):  # type: ignore[no-untyped-def]
+    """A plain MQTT client on the test's broker, publishing what a daemon would."""
     import paho.mqtt.client as mqtt
 
-    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-technical")
-    pub.connect("127.0.0.1", broker.port)
-    pub.loop_start()
-    ident = {"schema": "clonusd/2", "daemon": "pi-3", "bed": "bed-3", "sensor": "ankle-r",
-             "site": "ankle", "side": "right"}  # fmt: skip
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-publisher")
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    try:
+        yield client
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+def _bed_on_air(
+    client: Any, daemon: str, bed: str, sensor: str, side: str, battery_pct: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A daemon online with one ankle band, no clonus and a connected status, as its
+    retained topics say: (the sensor's identity fields, its status)."""
+    ident = {"schema": "clonusd/2", "daemon": daemon, "bed": bed, "sensor": sensor,
+             "site": "ankle", "side": side}  # fmt: skip
     status = {**ident, "sensor_kind": "imu6", "link": "connected", "link_detail": "ok",
               "rate_hz": 100.0, "nominal_rate_hz": 100.0, "packet_loss": 0.0,
-              "battery_pct": 12, "quality": "ok", "stalled": False}  # fmt: skip
-    _publish(pub, "clonusd/daemon/pi-3/availability", {**ident, "state": "online", "reason": "x"})
-    _publish(pub, "clonusd/bed-3/ankle-r/state", {**ident, "clonus": False})
-    _publish(pub, "clonusd/bed-3/ankle-r/status", status)
+              "battery_pct": battery_pct, "quality": "ok", "stalled": False}  # fmt: skip
+    online = {**ident, "state": "online", "reason": "x"}
+    _publish(client, f"clonusd/daemon/{daemon}/availability", online)
+    _publish(client, f"clonusd/{bed}/{sensor}/state", {**ident, "clonus": False})
+    _publish(client, f"clonusd/{bed}/{sensor}/status", status)
+    return ident, status
+
+
+def test_technical_alarms_have_their_own_colours_and_never_read_as_all_well(
+    broker: Mosquitto, browser: Any, pub: Any, tmp_path: Path
+) -> None:
+    _, status = _bed_on_air(pub, "pi-3", "bed-3", "ankle-r", "right", battery_pct=12)
     station = Station(broker.port, tmp_path)
     page, errors = _new_page(browser)
     tile = page.locator('[data-key="bed-3/ankle-r"]')
@@ -306,8 +326,6 @@ def test_technical_alarms_have_their_own_colours_and_never_read_as_all_well(
     finally:
         page.close()
         station.stop()
-        pub.loop_stop()
-        pub.disconnect()
 
 
 def test_a_daemon_that_goes_silent_is_marked_offline_within_keepalive_x_1_5(
@@ -370,3 +388,39 @@ def test_a_daemon_that_goes_silent_is_marked_offline_within_keepalive_x_1_5(
         if daemon.proc is not None and daemon.proc.poll() is None:
             daemon.proc.send_signal(signal.SIGCONT)
             daemon.kill()
+
+
+def test_an_event_the_broker_sends_again_after_newer_ones_changes_nothing(
+    broker: Mosquitto, browser: Any, pub: Any, tmp_path: Path
+) -> None:
+    # QoS 1 is at least once: a bridge whose link failed between a PUBLISH and its PUBACK
+    # sends the event again, possibly after newer ones. An onset sent again after its end
+    # must not put the bed back into alarm.
+    ident, _ = _bed_on_air(pub, "pi-4", "bed-4", "ankle-l", "left", battery_pct=80)
+    now = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+    onset = {**ident, "id": "e-onset", "event": "clonus.onset", "episode": 1, "t": 10.0,
+             "onset_t": 9.0, "beats": 6, "frequency_hz": 6.1, "time": now}  # fmt: skip
+    end = {**onset, "id": "e-end", "event": "clonus.end", "beats": 14, "duration_s": 2.3}
+    station = Station(broker.port, tmp_path)
+    page, errors = _new_page(browser)
+    tile = '[data-key="bed-4/ankle-l"]'
+    try:
+        page.goto(station.url)
+        page.wait_for_selector(f'{tile}[data-alarm="none"]')
+        _publish(pub, "clonusd/bed-4/ankle-l/event", onset, retain=False)
+        page.wait_for_selector(f'{tile}[data-alarm="clonus"]')
+        _publish(pub, "clonusd/bed-4/ankle-l/event", end, retain=False)
+        page.wait_for_selector(f'{tile}[data-alarm="none"]')
+        _publish(pub, "clonusd/bed-4/ankle-l/event", onset, retain=False)  # the resend
+        until(page, "window.station.repeats === 1")
+        page.wait_for_timeout(600)  # a few render ticks
+        assert page.get_attribute(tile, "data-alarm") == "none"
+        # A new event (its own id) is shown as ever.
+        _publish(pub, "clonusd/bed-4/ankle-l/event", {**onset, "id": "e-next", "episode": 2},
+                 retain=False)  # fmt: skip
+        page.wait_for_selector(f'{tile}[data-alarm="clonus"]')
+        assert page.evaluate("window.station.repeats") == 1
+        assert errors == []
+    finally:
+        page.close()
+        station.stop()

@@ -8,6 +8,10 @@
   const MEDIUM_EVERY_MS = 15000; // medium-priority (technical: not monitored) burst repeat
   const HISTORY_MS = 24 * 3600 * 1000;
   const BATTERY_LOW = 20;
+  // MQTT QoS 1 is at least once: a bridge whose link fails between a PUBLISH and its
+  // PUBACK sends that event again, maybe after newer ones. Events carry a unique id; the
+  // ids of this many recent events are kept, and a repeat changes nothing.
+  const SEEN_IDS = 4096;
 
   const model = {
     prefix: "clonusd",
@@ -19,8 +23,9 @@
   };
   const station = {
     model, beeps: 0, mediumBeeps: 0, audioEnabled: false, pause: load("pause") || null,
-    acks: load("acks") || {},
+    acks: load("acks") || {}, repeats: 0,
   };
+  const seenIds = new Set();  // insertion-ordered: the oldest id is dropped first
   window.station = station;
 
   function load(key) {
@@ -61,8 +66,18 @@
     return s;
   }
 
+  function repeated(payload) {
+    const id = payload && typeof payload === "object" ? payload.id : undefined;
+    if (typeof id !== "string" || !id) return false;  // no id: cannot be told apart
+    if (seenIds.has(id)) { station.repeats += 1; return true; }
+    seenIds.add(id);
+    if (seenIds.size > SEEN_IDS) seenIds.delete(seenIds.values().next().value);
+    return false;
+  }
+
   function accept(topic, payload, at) {
     const rest = topic.slice(model.prefix.length + 1).split("/");
+    if (rest[rest.length - 1] === "event" && repeated(payload)) return;
     if (rest[0] === "daemon") {
       // clonusd/2: {prefix}/daemon/{id}/availability (JSON) and /event (the daemon's own
       // technical alarms); clonusd/1: {prefix}/daemon/availability ("online"/"offline").
