@@ -5,9 +5,10 @@ as shipped (only its listener port, persistence folder and ward address changed)
 the ward broker. Between them, a relay that partitions the link for 60 s in the middle of
 a long episode: bytes dropped both ways, nothing closed, as when the ward network fails.
 The daemon publishes to the local broker; a subscriber on the local broker records what
-it published, in order; a subscriber and `clonusd monitor` on the ward broker must get
-exactly that, in that order, with nothing lost and nothing twice, and the monitor must
-say that the bed was not watched while the link was down.
+it published, in order; a subscriber on the ward broker must get exactly that, in that
+order, with nothing lost. QoS 1 is at least once, so an event in flight when the link
+failed may come twice; `clonusd monitor` on the ward must show every event once, and say
+that the bed was not watched while the link was down.
 """
 
 from __future__ import annotations
@@ -111,8 +112,19 @@ def test_a_60_s_ward_network_cut_loses_nothing_and_keeps_the_order(tmp_path: Pat
     assert backlog_s < 30
     first_end = next(i for i, a in enumerate(published) if a[2] == "clonus.end")
     assert published[0][2] == "clonus.onset" and published[first_end][0] > restored_at
-    # Nothing lost, nothing twice, the same order.
-    assert [eid for _, eid, _ in received] == [eid for _, eid, _ in published]
+    # Nothing lost, the same order. QoS 1 is at least once: an event whose PUBACK the cut
+    # swallowed is sent again when the link is back, and only such an event.
+    first: dict[str, float] = {}
+    repeats = []
+    for at, eid, _ in received:
+        if eid in first:
+            repeats.append(eid)
+        else:
+            first[eid] = at
+    assert list(first) == [eid for _, eid, _ in published]
+    assert all(first[eid] < cut_at + 1.0 for eid in repeats), repeats
+    assert len(repeats) <= 20  # the bridge's max_inflight_messages
+    print(f"{len(repeats)} event(s) in flight at the cut came twice")
     # The nurse's monitor on the ward broker showed every alarm and end, once.
     shown = [eid for _, eid, kind in published if kind in ("clonus.onset", "clonus.end")]
     assert monitor.event_ids() == shown
