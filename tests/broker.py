@@ -104,9 +104,14 @@ class Mosquitto:
         last = self.logs().strip().splitlines()[-1:] or ["no log"]
         raise RuntimeError(f"mosquitto did not start on port {self.port}: {last[0]}")
 
-    def stop(self) -> None:
+    def stop(self, graceful: bool = False) -> None:
+        """Kill the broker (an outage), or with `graceful` let it save its persistence
+        file first, as a broker restarted for maintenance does."""
         if self.proc is not None:
-            self.proc.kill()
+            if graceful:
+                self.proc.terminate()
+            else:
+                self.proc.kill()
             self.proc.wait()
             self.proc = None
 
@@ -118,14 +123,21 @@ class Subscriber:
     opened: ClassVar[list[Subscriber]] = []
 
     def __init__(
-        self, port: int, topic: str = "clonusd/#", auth: tuple[str, str] | None = None
+        self,
+        port: int,
+        topic: str = "clonusd/#",
+        auth: tuple[str, str] | None = None,
+        session: str | None = None,
     ) -> None:
+        """`session`: a client id whose session the broker keeps (clean session off), so
+        that what is published while this subscriber is away waits for it."""
         Subscriber.opened.append(self)
         self.messages: list[tuple[float, str, Any, bool]] = []
         self._lock = threading.Lock()
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
-            client_id=f"test-sub-{os.getpid()}-{time.monotonic_ns()}",
+            client_id=session or f"test-sub-{os.getpid()}-{time.monotonic_ns()}",
+            clean_session=session is None,
         )
         if auth is not None:
             self.client.username_pw_set(*auth)
