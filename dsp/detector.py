@@ -159,6 +159,7 @@ class ClonusDetector:
             sway=self._sway if sensor != "emg" else None,
             max_sway=self.max_sway.get(sensor, np.inf),
             max_beat_spread=params.max_beat_spread if sensor != "emg" else None,
+            max_interval_swing=params.max_interval_swing if sensor != "emg" else None,
         )
         # Beat-stage sample times, for reporting; long enough for a long episode.
         self._times = RingBuffer(round(900 * beat_fs), 1)

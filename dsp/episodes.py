@@ -43,6 +43,7 @@ class _Chain:
     alternating: bool | None = None  # EMG bursts big and small in turn, judged once
     movement: float | None = None  # the limb's slow movement, in the rhythm's own units
     scatter: float | None = None  # the beats' sizes about their trend, over their mean
+    swing: float | None = None  # how far successive beat intervals alternate, per period
     # An episode resumed after a break (see `_Held`): the earlier parts' beats, the time
     # of the first beat, and whether a stretch set it off.
     carried_beats: int = 0
@@ -139,6 +140,7 @@ class EpisodeTracker:
         sway: Callable[[int, int, float, float], float] | None = None,
         max_sway: float = float("inf"),
         max_beat_spread: float | None = None,
+        max_interval_swing: float | None = None,
         unmerge: Callable[[list[Lobe]], list[Lobe]] | None = None,
     ) -> None:
         self.p = params
@@ -175,6 +177,7 @@ class EpisodeTracker:
         self.sway = sway
         self.max_sway = max_sway
         self.max_beat_spread = max_beat_spread
+        self.max_interval_swing = max_interval_swing
         self.unmerge = unmerge
         self.min_period = fs / params.rate_hz[1]
         self.max_period = fs / params.rate_hz[0]
@@ -682,6 +685,8 @@ class EpisodeTracker:
             return []
         if self._rides_on_movement(core, pos) or self._beats_unlike(core):
             return []
+        if self._intervals_alternate(core):
+            return []
         if not self._clonic_shape(core, pos):
             if bank is not None:
                 # Judged on a few beats just after the gap: judge once more, as any chain
@@ -798,6 +803,37 @@ class EpisodeTracker:
         self.chain.scatter = float(np.sqrt(np.mean((amps - trend) ** 2)) / np.mean(amps))
         return self.chain.scatter > self.max_beat_spread
 
+    def _intervals_alternate(self, core: list[Lobe]) -> bool:
+        """The intervals between the beats that took the chain past the threshold go
+        short, long, short, long: two kinds of event in each cycle of a slower movement,
+        not one reflex loop (`SiteParams.max_interval_swing`; motion only).
+
+        One loop repeats at one period, drifting slowly; a shuffling or trembling foot
+        (freezing of gait) makes two peaks per step at uneven spacing. Judged as the mean
+        change from one interval to the next over their mean. Intervals next to an
+        inferred beat (its place is the rhythm's guess) are left out, and so is one
+        interval of about two periods or more (a beat under the threshold); fewer than
+        two pairs of intervals say nothing. None: not measured (EMG); inf: measured and
+        reported, never refused."""
+        if self.max_interval_swing is None:
+            return False
+        self.chain.swing = None
+        beats = sorted(self._beat_lobes(core)[1:], key=lambda b: b.peak_pos)
+        beats = beats[-(self.p.threshold_beats + 1) :]
+        gaps = np.diff([b.peak_pos for b in beats]).astype(float)
+        usable = np.array([not (a.inferred or b.inferred) for a, b in pairwise(beats)])
+        if np.count_nonzero(usable) < 3:
+            return False
+        long = usable & (gaps >= 1.6 * median(gaps[usable]))
+        if np.count_nonzero(long) == 1:
+            usable &= ~long  # one missed beat; two or more are the pattern itself
+        pairs = usable[1:] & usable[:-1]
+        if np.count_nonzero(pairs) < 2:
+            return False
+        swing = np.mean(np.abs(np.diff(gaps))[pairs]) / np.mean(gaps[usable])
+        self.chain.swing = float(swing)
+        return self.chain.swing > self.max_interval_swing
+
     def _rhythmic(self, core: list[Lobe]) -> bool:
         """The chain's cycles are as even as one reflex loop makes them: their standard
         deviation is at most `max_period_cv` of their mean.
@@ -892,6 +928,8 @@ class EpisodeTracker:
             payload["limb_movement"] = round(self.chain.movement, 2)
         if self.chain.scatter is not None:
             payload["beat_scatter"] = round(self.chain.scatter, 2)
+        if self.chain.swing is not None:
+            payload["interval_swing"] = round(self.chain.swing, 2)
         if chain.bridged and chain.carried_beats:
             payload["carried_beats"] = chain.carried_beats  # counted before a signal gap
         if chain.follows is not None:

@@ -81,6 +81,15 @@ class SiteParams:
     # synthetic splits (2981 sustained episodes) no figure moves at 0.5, and a line at 0.4
     # lost one episode. inf turns it off.
     max_beat_spread: float = 0.5
+    # Motion only: how far the intervals between those beats may alternate, as the mean
+    # change from one interval to the next over their mean. One reflex loop repeats at
+    # one period; a shuffling or trembling foot (freezing of gait in Parkinson's disease)
+    # makes two peaks per step, short and long intervals in turn. The one chain that
+    # alarmed on real freezing of gait (Daphnet, `benchmarks/real_fog.py`) swung 0.81;
+    # clonus on the five synthetic splits (1803 onsets) at most 0.40 (accelerometer) and
+    # 0.25 (gyroscope), and trains whose intervals vary at random by a fifth 0.38. inf
+    # turns it off.
+    max_interval_swing: float = 0.55
 
     def with_overrides(self, **changes: object) -> SiteParams:
         """A copy with some fields replaced (config overrides)."""

@@ -59,18 +59,45 @@ def stretch_then_clonus(
 
 
 def jerk_train(
-    sizes: list[float], freq: float, fs: float, n: int, peak_dps: float = 150.0
+    sizes: list[float],
+    freq: float,
+    fs: float,
+    n: int,
+    peak_dps: float = 150.0,
+    intervals: list[float] | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """A gyroscope (six IMU columns, deg/s) seeing `n` quick jerks of the foot `1/freq`
     apart from 3 s on, each a 30 ms turn out and back whose speed peaks at `sizes[k] *
     peak_dps` (`sizes` repeated), on a still limb. Equal sizes are a rhythm of even
-    contractions; very unequal ones are steps and the small knocks between them."""
-    t = np.arange(int((3.0 + n / freq + 3.0) * fs)) / fs
+    contractions; very unequal ones are steps and the small knocks between them.
+    `intervals` (s, repeated) spaces the jerks unevenly instead."""
+    t, at = _pulse_times(intervals or [1.0 / freq], n, fs)
     rate = np.zeros_like(t)
     for k, size in enumerate(np.resize(np.asarray(sizes, dtype=np.float64), n)):
-        u = (t - 3.0 - k / freq) / 0.03
+        u = (t - at[k]) / 0.03
         rate -= size * peak_dps * u * np.exp(0.5 - 0.5 * u**2)
     return t, _still_imu(rate)
+
+
+def rock_train(
+    intervals: list[float], fs: float, n: int, peak_dps: float = 150.0
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """A gyroscope seeing `n` brief turns of the foot one way (20 ms, peaking at
+    `peak_dps`), `intervals` (s, repeated) apart from 3 s on: a foot that rocks twice in
+    each shuffling step when the intervals go short and long in turn."""
+    t, at = _pulse_times(intervals, n, fs)
+    rate = peak_dps * np.exp(-0.5 * ((t[:, None] - at[None, :]) / 0.02) ** 2).sum(axis=1)
+    return t, _still_imu(rate)
+
+
+def _pulse_times(
+    intervals: list[float], n: int, fs: float
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Sample times (3 s of stillness either side) and the times of `n` pulses spaced
+    by `intervals` (repeated) from 3 s on."""
+    spacing = np.resize(np.asarray(intervals, dtype=np.float64), n)
+    at = 3.0 + np.concatenate(([0.0], np.cumsum(spacing[:-1])))
+    return np.arange(int((3.0 + spacing.sum() + 3.0) * fs)) / fs, at
 
 
 def _still_imu(rate: NDArray[np.float64]) -> NDArray[np.float64]:

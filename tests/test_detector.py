@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from synth import AXIS, clonus_band, jerk_train, stretch_then_clonus
+from synth import AXIS, clonus_band, jerk_train, rock_train, stretch_then_clonus
 
 from clonusd.daemon.commands.replay import make_detector
 from clonusd.daemon.sources.recording import Recording, load_recording
@@ -296,6 +296,16 @@ def test_an_accelerometer_rhythm_riding_on_a_pitching_foot_is_not_alarmed() -> N
         assert not _onsets(_run(ClonusDetector("acc3", ankle, fs), t, walking, chunk=8)), phase
 
 
+def _held_only_by(rule: str, figure: str, t: np.ndarray, x: np.ndarray, fs: float) -> None:
+    """An ankle gyroscope seeing `x` does not alarm, and does with `rule` turned off
+    (inf), its `figure` measured over the rule's line: that rule alone holds it."""
+    ankle = site_params("ankle")
+    assert not _onsets(_run(ClonusDetector("imu6", ankle, fs), t, x, chunk=8))
+    unchecked = ankle.with_overrides(**{rule: np.inf})
+    (onset,) = _onsets(_run(ClonusDetector("imu6", unchecked, fs), t, x, chunk=8))
+    assert onset.extra[figure] > getattr(ankle, rule)
+
+
 def test_beats_of_very_unequal_sizes_are_not_one_reflex_rhythm() -> None:
     """Quick jerks of the foot 3.5 times a second on a gyroscope at 104 Hz: twelve even
     ones, twelve fading by a tenth a beat as clonus fades, or eight building up 1.6 times
@@ -309,10 +319,7 @@ def test_beats_of_very_unequal_sizes_are_not_one_reflex_rhythm() -> None:
         (onset,) = _onsets(_run(ClonusDetector("imu6", ankle, fs), t, x, chunk=8))
         assert onset.extra["beat_scatter"] < 0.25, sizes  # what the rule measured
     t, x = jerk_train([1.0, 0.1, 0.1, 1.0, 0.5, 0.1], 3.5, fs, 12)
-    assert not _onsets(_run(ClonusDetector("imu6", ankle, fs), t, x, chunk=8))
-    unchecked = ankle.with_overrides(max_beat_spread=np.inf)
-    (onset,) = _onsets(_run(ClonusDetector("imu6", unchecked, fs), t, x, chunk=8))
-    assert onset.extra["beat_scatter"] > ankle.max_beat_spread
+    _held_only_by("max_beat_spread", "beat_scatter", t, x, fs)
 
 
 @pytest.mark.parametrize("seed", range(10))
@@ -326,6 +333,34 @@ def test_beats_that_vary_at_random_by_half_their_size_are_still_clonus(seed: int
     (onset,) = _onsets(_run(ClonusDetector("imu6", ankle, fs), t, x, chunk=8))
     assert 3.0 + 5 / 5.5 <= onset.t <= 3.0 + 12 / 5.5
     assert onset.extra["beat_scatter"] <= ankle.max_beat_spread
+
+
+def test_beat_intervals_that_go_short_and_long_in_turn_are_not_one_reflex_rhythm() -> None:
+    """A foot that rocks twice in each shuffling step, 0.18 s then 0.32 s apart (as a
+    trembling foot in freezing of gait does), does not alarm; rocking at one even
+    interval does. The one alarm on real freezing of gait (Daphnet) swung 0.81. With
+    `max_interval_swing` off the uneven rocking alarms: it is this rule that holds it."""
+    ankle, fs = site_params("ankle"), 104.0
+    t, x = rock_train([0.25], fs, 14)
+    (onset,) = _onsets(_run(ClonusDetector("imu6", ankle, fs), t, x, chunk=8))
+    assert onset.extra["interval_swing"] < 0.05  # what the rule measured
+    t, x = rock_train([0.18, 0.32], fs, 14)
+    _held_only_by("max_interval_swing", "interval_swing", t, x, fs)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_beats_whose_intervals_vary_at_random_by_a_fifth_are_still_clonus(seed: int) -> None:
+    """A reflex loop's period is not exact: twelve jerks at 5.5 Hz whose intervals vary
+    at random by up to a fifth either way still alarm, within the episode. (Ten such
+    trains swung at most 0.26 at 104 Hz, and at 52 Hz 0.38; with the line at 0.2, two
+    of these ten are held past the sixth jerk.)"""
+    ankle, fs = site_params("ankle"), 104.0
+    gaps = list((1 + 0.2 * np.random.default_rng(seed).uniform(-1.0, 1.0, 12)) / 5.5)
+    t, x = jerk_train([1.0], 5.5, fs, 12, intervals=gaps)
+    (onset,) = _onsets(_run(ClonusDetector("imu6", ankle, fs), t, x, chunk=8))
+    assert 3.0 + sum(gaps[:5]) <= onset.t <= 3.0 + sum(gaps)
+    assert onset.beats == 6  # on the sixth jerk, not held for more
+    assert onset.extra["interval_swing"] <= ankle.max_interval_swing
 
 
 @pytest.mark.parametrize("onset_s", [58.4, 114.4, 130.4])

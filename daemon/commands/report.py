@@ -145,6 +145,7 @@ def _details(case: Case) -> str:
         "harmonic_ratio",
         "limb_movement",
         "beat_scatter",
+        "interval_swing",
         "elicited",
     )
     return ", ".join(f"{k}={case.info[k]}" for k in keys if k in case.info)
