@@ -43,7 +43,7 @@ class _Chain:
     alternating: bool | None = None  # EMG bursts big and small in turn, judged once
     movement: float | None = None  # the limb's slow movement, in the rhythm's own units
     scatter: float | None = None  # the beats' sizes about their trend, over their mean
-    swing: float | None = None  # how far successive beat intervals alternate, per period
+    swing: float | None = None  # successive beat intervals: mean change over mean interval
     # An episode resumed after a break (see `_Held`): the earlier parts' beats, the time
     # of the first beat, and whether a stretch set it off.
     carried_beats: int = 0
@@ -669,12 +669,12 @@ class EpisodeTracker:
         if self.sustained:
             return []
         core = self._core()
-        beats = len(self._beat_lobes(core))
-        if self._resumes(beats):
+        beats = self._beat_lobes(core)  # once per check: the rules below all judge these
+        if self._resumes(len(beats)):
             return []
-        bank = self._matching_bank() if beats >= 2 and not self.chain.bank_refused else None
+        bank = self._matching_bank() if len(beats) >= 2 and not self.chain.bank_refused else None
         carried = bank.beats if bank is not None else 0
-        if beats + carried <= self.p.threshold_beats or self._weak_last_beat(core):
+        if len(beats) + carried <= self.p.threshold_beats or self._weak_last_beat(beats):
             return []
         if self.chain.lobes[0].start_pos - self._rhythm_end < self.rearm:
             # Rhythm that broke and re-formed without a rest in between is ongoing
@@ -683,9 +683,9 @@ class EpisodeTracker:
             return []
         if not self._looks_like_clonus(core) or not self._rhythmic(core):
             return []
-        if self._rides_on_movement(core, pos) or self._beats_unlike(core):
+        if self._rides_on_movement(core, beats, pos) or self._beats_unlike(beats):
             return []
-        if self._intervals_alternate(core):
+        if self._intervals_alternate(beats):
             return []
         if not self._clonic_shape(core, pos):
             if bank is not None:
@@ -712,7 +712,7 @@ class EpisodeTracker:
             chain.first_t, chain.first_elicited = onset.onset_t, onset.elicited
         return [onset]
 
-    def _weak_last_beat(self, core: list[Lobe]) -> bool:
+    def _weak_last_beat(self, beats: list[Lobe]) -> bool:
         """The beat that would take the count past the threshold is far smaller than the
         chain's beats before it (under `onset_beat_ratio` of their median): not yet.
 
@@ -722,7 +722,7 @@ class EpisodeTracker:
         episode, one cycle later."""
         if self.onset_beat_ratio is None:
             return False
-        amps = np.abs([lb.peak for lb in self._beat_lobes(core)])
+        amps = np.abs([lb.peak for lb in beats])
         return bool(amps[-1] < self.onset_beat_ratio * median(amps[:-1]))
 
     def _resumes(self, beats: int) -> bool:
@@ -756,7 +756,7 @@ class EpisodeTracker:
         swing = amp / (2 * np.pi * rate) ** self.excursion_power
         return self.amplitude_floor <= amp and swing <= self.max_excursion
 
-    def _rides_on_movement(self, core: list[Lobe], pos: int) -> bool:
+    def _rides_on_movement(self, core: list[Lobe], beats: list[Lobe], pos: int) -> bool:
         """The rhythm rides on a large movement of the limb: walking, or another
         voluntary movement, not clonus (motion only).
 
@@ -776,12 +776,11 @@ class EpisodeTracker:
         """
         if self.sway is None:
             return False
-        beats = self._beat_lobes(core)
         period = median(self._periods(core))
         self.chain.movement = self.sway(beats[1].start_pos, pos, period, self._amplitude(core))
         return self.chain.movement > self.max_sway
 
-    def _beats_unlike(self, core: list[Lobe]) -> bool:
+    def _beats_unlike(self, beats: list[Lobe]) -> bool:
         """The beats that took the chain past the threshold differ in size by more than
         one reflex loop's contractions do (`SiteParams.max_beat_spread`; motion only).
 
@@ -794,7 +793,7 @@ class EpisodeTracker:
         measured (EMG); inf: measured and reported, never refused."""
         if self.max_beat_spread is None:
             return False
-        amps = np.abs([b.peak for b in self._beat_lobes(core)[1:] if not b.inferred])
+        amps = np.abs([b.peak for b in beats[1:] if not b.inferred])
         amps = amps[-self.p.threshold_beats :]
         if amps.size < 3:
             return False
@@ -803,7 +802,7 @@ class EpisodeTracker:
         self.chain.scatter = float(np.sqrt(np.mean((amps - trend) ** 2)) / np.mean(amps))
         return self.chain.scatter > self.max_beat_spread
 
-    def _intervals_alternate(self, core: list[Lobe]) -> bool:
+    def _intervals_alternate(self, beats: list[Lobe]) -> bool:
         """The intervals between the beats that took the chain past the threshold go
         short, long, short, long: two kinds of event in each cycle of a slower movement,
         not one reflex loop (`SiteParams.max_interval_swing`; motion only).
@@ -818,10 +817,9 @@ class EpisodeTracker:
         if self.max_interval_swing is None:
             return False
         self.chain.swing = None
-        beats = sorted(self._beat_lobes(core)[1:], key=lambda b: b.peak_pos)
-        beats = beats[-(self.p.threshold_beats + 1) :]
-        gaps = np.diff([b.peak_pos for b in beats]).astype(float)
-        usable = np.array([not (a.inferred or b.inferred) for a, b in pairwise(beats)])
+        seen = sorted(beats[1:], key=lambda b: b.peak_pos)[-(self.p.threshold_beats + 1) :]
+        gaps = np.diff([b.peak_pos for b in seen]).astype(float)
+        usable = np.array([not (a.inferred or b.inferred) for a, b in pairwise(seen)])
         if np.count_nonzero(usable) < 3:
             return False
         long = usable & (gaps >= 1.6 * median(gaps[usable]))
