@@ -467,21 +467,24 @@ def test_backlog_leaves_after_the_brokers_return_with_no_wait_over_2_s(
         with contextlib.closing(sqlite3.connect(box)) as db:
             return int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
 
+    def retries() -> list[float]:
+        return [
+            json.loads(line)["retry_in_s"]
+            for line in d.logs().splitlines()
+            if '"mqtt_unavailable"' in line
+        ]
+
+    # Onset .. end waiting, and five retries: doubling from 0.5 s, the fourth and fifth
+    # waits would be 2-4 s and 4-8 s without the cap, however busy the machine.
     probe = Subscriber.__new__(Subscriber)
-    assert probe.wait_for(lambda: stored() >= 2, 40), d.logs()  # onset .. end, waiting
-    time.sleep(6.0)  # long enough for the old backoff to have grown past 5 s
+    assert probe.wait_for(lambda: stored() >= 2 and len(retries()) >= 5, 60), d.logs()
     broker.start()
     back = time.monotonic()
     sub = Subscriber(broker.port)
     assert sub.wait_for(lambda: stored() == 0, 30), d.logs()
     print(f"backlog gone {time.monotonic() - back:.1f} s after the broker's return")
     # The cause, not the clock: however long the outage, no retry waited over 2 s.
-    waits = [
-        json.loads(line)["retry_in_s"]
-        for line in d.logs().splitlines()
-        if '"mqtt_unavailable"' in line
-    ]
-    assert len(waits) >= 4 and max(waits) <= 2.0, waits
+    assert max(retries()) <= 2.0, retries()
     assert d.terminate() == 0
     _no_traceback(d)
     sub.close()
