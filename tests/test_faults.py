@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from broker import Daemon, Mosquitto, Subscriber, write_config
+from broker import Daemon, Mosquitto, Subscriber, wait_for, write_config
 from conftest import ROOT
 
 SPEED = 4.0
@@ -624,7 +624,13 @@ def test_a_frozen_broker_is_reported_and_loses_nothing(
     assert broker.proc is not None
     broker.proc.send_signal(signal.SIGSTOP)
     try:
-        time.sleep(16.0)  # the episode happens meanwhile; keepalive and connect time out
+        # Frozen until the daemon has said so and the whole episode has happened
+        # meanwhile, however long a busy machine takes to get there.
+        def frozen_through() -> bool:
+            said = any("unreachable" in m for _, m in notify.messages("STATUS="))
+            return said and '"clonus.end"' in d.logs()
+
+        assert wait_for(frozen_through, 90), d.logs()
     finally:
         broker.proc.send_signal(signal.SIGCONT)
     assert sub.wait_for(lambda: bool(_clonus(sub, "clonus.end")), 40), d.logs()
