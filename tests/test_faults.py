@@ -476,8 +476,7 @@ def test_backlog_leaves_after_the_brokers_return_with_no_wait_over_2_s(
 
     # Onset .. end waiting, and five retries: doubling from 0.5 s, the fourth and fifth
     # waits would be 2-4 s and 4-8 s without the cap, however busy the machine.
-    probe = Subscriber.__new__(Subscriber)
-    assert probe.wait_for(lambda: stored() >= 2 and len(retries()) >= 5, 60), d.logs()
+    assert wait_for(lambda: stored() >= 2 and len(retries()) >= 5, 60), d.logs()
     broker.start()
     back = time.monotonic()
     sub = Subscriber(broker.port)
@@ -703,8 +702,7 @@ def test_a_tls_file_gone_at_run_time_is_logged_with_its_path(
     d = Daemon(cfg, SPEED)
     daemons.append(d)
     d.start()
-    probe = Subscriber.__new__(Subscriber)
-    assert probe.wait_for(lambda: "mqtt_unavailable" in d.logs(), 30), d.logs()
+    assert wait_for(lambda: "mqtt_unavailable" in d.logs(), 30), d.logs()
     ca.unlink()
     assert d.wait(timeout=30) == 1
     logs = d.logs()
