@@ -793,6 +793,7 @@ class EpisodeTracker:
         measured (EMG); inf: measured and reported, never refused."""
         if self.max_beat_spread is None:
             return False
+        self.chain.scatter = None  # reported as judged at this check, never an earlier one
         amps = np.abs([b.peak for b in beats[1:] if not b.inferred])
         amps = amps[-self.p.threshold_beats :]
         if amps.size < 3:
@@ -816,7 +817,7 @@ class EpisodeTracker:
         reported, never refused."""
         if self.max_interval_swing is None:
             return False
-        self.chain.swing = None
+        self.chain.swing = None  # reported as judged at this check, never an earlier one
         seen = sorted(beats[1:], key=lambda b: b.peak_pos)[-(self.p.threshold_beats + 1) :]
         gaps = np.diff([b.peak_pos for b in seen]).astype(float)
         usable = np.array([not (a.inferred or b.inferred) for a, b in pairwise(seen)])
