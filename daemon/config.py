@@ -105,6 +105,7 @@ class DetectorOverrides(_Strict):
     max_burst_s: float | None = Field(None, gt=0)  # inf turns the EMG burst-time check off
     max_period_cv: float | None = Field(None, gt=0)  # inf turns the EMG evenness check off
     max_alternation: float | None = Field(None, ge=0, le=1)  # 0 turns the EMG check off
+    min_envelope_rhythm: float | None = Field(None, ge=-2, le=2)  # -2 turns the EMG check off
     max_excursion: dict[Literal["gyr", "acc"], float] | None = None
     max_beat_spread: float | None = Field(None, gt=0)  # inf turns the motion check off
     max_interval_swing: float | None = Field(None, gt=0)  # inf turns the motion check off

@@ -143,6 +143,7 @@ class ClonusDetector:
             wiggle_ratio=0.25 if sensor == "acc3" else None,
             envelope_floor=self._envelope_floor if sensor == "emg" else None,
             burst_time=self._burst_time if sensor == "emg" else None,
+            envelope_rhythm=self._envelope_rhythm if sensor == "emg" else None,
             max_excursion=params.max_excursion.get(key, np.inf) if key else np.inf,
             excursion_power=2 if sensor == "acc3" else 1,
             # The ringing after the last beat is large enough to be counted: where it made
@@ -441,6 +442,26 @@ class ClonusDetector:
             return 0.0
         lo, hi = np.percentile(rows, [10.0, 90.0])
         return float(lo / hi) if hi > 0 else 0.0
+
+    def _envelope_rhythm(self, first_pos: int, end_pos: int, period: float) -> float | None:
+        """The EMG envelope's correlation with itself `period` beat-stage samples on, less
+        its correlation half a period on, from `first_pos` (at most the last 3 s held) to
+        `end_pos`; None when the samples held are too few to say."""
+        first = max(first_pos, self._env.total - len(self._env))
+        full, half = round(period), round(period / 2)
+        if half < 1 or end_pos >= self._env.total or end_pos - first < full + 3:
+            return None
+        rows = self._env.latest(self._env.total - first)[: end_pos - first + 1, 0]
+        env = np.sqrt(np.maximum(rows, 0.0))
+        env = env - env.mean()
+        return self._lagged(env, full) - self._lagged(env, half)
+
+    @staticmethod
+    def _lagged(x: FloatArray, lag: int) -> float:
+        """Correlation of `x` (mean removed) with itself `lag` samples on."""
+        a, b = x[:-lag], x[lag:]
+        scale = float(np.sqrt(np.dot(a, a) * np.dot(b, b)))
+        return float(np.dot(a, b)) / scale if scale > 0 else 0.0
 
     def _burst_time(self, first_pos: int, end_pos: int, period: float) -> float:
         """Seconds per cycle of `period` beat-stage samples that the EMG envelope spends

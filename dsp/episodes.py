@@ -40,6 +40,7 @@ class _Chain:
     harmonic_line: float = 1.0  # the share of `min_harmonic_ratio` it was judged against
     floor: float | None = None  # EMG envelope floor between bursts, judged once per chain
     burst_s: float | None = None  # EMG burst time per cycle, judged once per chain
+    rhythm: float | None = None  # EMG envelope: repeat a period on less half a period on
     alternating: bool | None = None  # EMG bursts big and small in turn, judged once
     movement: float | None = None  # the limb's slow movement, in the rhythm's own units
     scatter: float | None = None  # the beats' sizes about their trend, over their mean
@@ -128,6 +129,7 @@ class EpisodeTracker:
         resume_beats: int = 2,
         envelope_floor: Callable[[int, int], float] | None = None,
         burst_time: Callable[[int, int, float], float] | None = None,
+        envelope_rhythm: Callable[[int, int, float], float | None] | None = None,
         max_excursion: float = float("inf"),
         excursion_power: int = 1,
         onset_beat_ratio: float | None = None,
@@ -165,6 +167,7 @@ class EpisodeTracker:
         self.resume_beats = resume_beats
         self.envelope_floor = envelope_floor
         self.burst_time = burst_time
+        self.envelope_rhythm = envelope_rhythm
         self.max_excursion = max_excursion
         self.excursion_power = excursion_power
         self.onset_beat_ratio = onset_beat_ratio
@@ -695,7 +698,7 @@ class EpisodeTracker:
             return []
         if not self._rests_between_bursts(core, pos) or not self._short_bursts(core, pos):
             return []
-        if self._alternates(core):
+        if self._alternates(core) or not self._envelope_repeats(core, pos):
             return []
         chain = self.chain
         chain.episode = self._next_episode
@@ -874,6 +877,17 @@ class EpisodeTracker:
             self.chain.burst_s = self.burst_time(core[0].start_pos, pos, period)
         return self.chain.burst_s <= self.p.max_burst_s
 
+    def _envelope_repeats(self, core: list[Lobe], pos: int) -> bool:
+        """EMG: the envelope's rise and fall repeats from burst to burst, as one reflex
+        loop's does, rather than wandering like a held contraction's (see
+        `SiteParams.min_envelope_rhythm`). Judged at every check: a short chain's figure
+        is noisy, and a true rhythm's grows firmer as it goes on."""
+        if self.envelope_rhythm is None:
+            return True
+        period = median(self._periods(core))
+        self.chain.rhythm = self.envelope_rhythm(core[0].start_pos, pos, period)
+        return self.chain.rhythm is None or self.chain.rhythm >= self.p.min_envelope_rhythm
+
     def _alternates(self, core: list[Lobe]) -> bool:
         """EMG: the bursts that took the count past the threshold are big and small in
         turn, every small one under `alternation_ratio` of every big one. A reflex loop
@@ -923,6 +937,8 @@ class EpisodeTracker:
             payload["envelope_floor"] = round(self.chain.floor, 4)
         if self.chain.burst_s is not None:
             payload["burst_s"] = round(self.chain.burst_s, 4)
+        if self.chain.rhythm is not None:
+            payload["envelope_rhythm"] = round(self.chain.rhythm, 4)
         if self.chain.movement is not None:
             payload["limb_movement"] = round(self.chain.movement, 2)
         if self.chain.scatter is not None:

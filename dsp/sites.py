@@ -66,6 +66,15 @@ class SiteParams:
     # alternated at 0.45-0.58, sustained clonus chains at 0.82 at the lowest (one
     # held-out clonus chain at 0.78). 0 turns it off.
     max_alternation: float = 0.65
+    # EMG only: how much the envelope over a chain repeats itself one period on, less how
+    # much half a period on (the correlation of the envelope with itself at those lags;
+    # -2 to 2). A reflex loop fires one burst a cycle, so the envelope's ups and downs
+    # come back a period later and are turned over half a period later (clonus on the
+    # tuning and check seeds: 1.35 median, 0.65 at the 5th percentile). A held voluntary
+    # contraction's envelope wanders at random: six of its peaks can fall evenly by
+    # chance, but the waveform between them does not repeat (the 10 alarms on real
+    # voluntary EMG looked at: -0.42 to 0.41). Judged at every check. -2 turns it off.
+    min_envelope_rhythm: float = 0.3
     # Motion only: the largest swing clonus makes, as half the peak-to-peak excursion at
     # the beat rate: gyro degrees of rotation, acc metres of travel (acceleration / w^2).
     # Clonus is a small reflex oscillation (a few degrees; the physics table in the notes

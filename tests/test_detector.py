@@ -785,6 +785,48 @@ def test_emg_bursts_with_silent_periods_between_are_clonus() -> None:
     assert onset.extra["envelope_floor"] < 0.05
 
 
+def test_a_held_voluntary_contraction_whose_envelope_wanders_is_not_clonus() -> None:
+    """Real surface EMG of a healthy person holding a hand movement (two forearm
+    channels, 1 kHz, the first 2.5 s of `27_1_3.txt` of the MuscleTracker data set, CC0:
+    github.com/emoralesv/MuscleTracker-Hand-Movement). Six chance peaks of its envelope
+    fall evenly enough to alarm without the envelope-rhythm check; the envelope between
+    them does not repeat from one peak to the next, as one reflex loop's does."""
+    rows = np.loadtxt(
+        Path(__file__).parent / "data" / "voluntary-forearm-emg.csv", delimiter=",", skiprows=1
+    )
+    t, x = rows[:, 0], rows[:, 1:]
+    params = site_params("wrist")
+    unchecked = ClonusDetector("emg", params.with_overrides(min_envelope_rhythm=-2.0), 1000.0, 2)
+    (onset,) = _onsets(_run(unchecked, t, x))
+    assert onset.extra["envelope_rhythm"] < params.min_envelope_rhythm
+    assert not _onsets(_run(ClonusDetector("emg", params, 1000.0, 2), t, x))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_reflex_bursts_of_any_width_and_size_repeat_in_the_envelope(seed: int) -> None:
+    """Clonic bursts 40-100 ms wide (full width at half height), 4-9 Hz, sizes varying by
+    up to 30 % from burst to burst: one burst a cycle, so the envelope repeats a period
+    on, and each train alarms on its sixth burst."""
+    from scipy import signal
+
+    fs = 1000.0
+    rng = np.random.default_rng(seed)
+    f, beats = rng.uniform(4.0, 9.0), 8
+    t = np.arange(int((4.0 + beats / f) * fs)) / fs
+    sos = signal.butter(4, [30, 250], btype="band", fs=fs, output="sos")
+    carrier = signal.sosfilt(sos, rng.standard_normal(t.size))
+    widths = rng.uniform(0.040, 0.100, beats) / 2.355  # full width at half height
+    sizes = rng.uniform(0.7, 1.3, beats)
+    env = sum(
+        sizes[k] * np.exp(-0.5 * ((t - 2.0 - (k + 0.5) / f) / widths[k]) ** 2) for k in range(beats)
+    )
+    x = 0.5 * env * carrier / carrier.std() + 0.01 * rng.standard_normal(t.size)
+    events = _run(ClonusDetector("emg", site_params("ankle"), fs), t, x[:, None])
+    (onset,) = _onsets(events)
+    assert onset.beats == 6
+    assert onset.extra["envelope_rhythm"] >= site_params("ankle").min_envelope_rhythm
+
+
 @pytest.mark.parametrize("f", [3.5, 4.0])
 def test_emg_bursts_held_as_long_as_a_tap_are_not_clonus_but_reflex_bursts_are(f: float) -> None:
     """Tapping a foot or hand is a train of bursts with rests between, at a clonus rate,

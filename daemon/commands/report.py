@@ -146,6 +146,7 @@ def _details(case: Case) -> str:
         "limb_movement",
         "beat_scatter",
         "interval_swing",
+        "envelope_rhythm",
         "elicited",
     )
     return ", ".join(f"{k}={case.info[k]}" for k in keys if k in case.info)
