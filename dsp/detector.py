@@ -433,11 +433,18 @@ class ClonusDetector:
         fall = np.max(np.maximum.accumulate(slow, axis=0) - slow, axis=0)
         return float(np.linalg.norm(np.minimum(rise, fall))) / own
 
+    def _envelope_held(self, first_pos: int, end_pos: int) -> FloatArray:
+        """The EMG envelope's power from beat-stage position `first_pos` (at most the last
+        3 s held) to `end_pos`, both included."""
+        first = max(first_pos, self._env.total - len(self._env))
+        if end_pos < first:
+            return np.empty(0)
+        return self._env.latest(self._env.total - first)[: end_pos - first + 1, 0]
+
     def _envelope_floor(self, first_pos: int, end_pos: int) -> float:
         """The EMG envelope's 10th over its 90th percentile, from beat-stage position
         `first_pos` (at most the last 3 s) to `end_pos`."""
-        held = self._env.total - first_pos
-        rows = self._env.latest(held)[: held - (self._env.total - 1 - end_pos), 0]
+        rows = self._envelope_held(first_pos, end_pos)
         if rows.size < 4:
             return 0.0
         lo, hi = np.percentile(rows, [10.0, 90.0])
@@ -447,11 +454,10 @@ class ClonusDetector:
         """The EMG envelope's correlation with itself `period` beat-stage samples on, less
         its correlation half a period on, from `first_pos` (at most the last 3 s held) to
         `end_pos`; None when the samples held are too few to say."""
-        first = max(first_pos, self._env.total - len(self._env))
         full, half = round(period), round(period / 2)
-        if half < 1 or end_pos >= self._env.total or end_pos - first < full + 3:
+        rows = self._envelope_held(first_pos, end_pos)
+        if half < 1 or end_pos >= self._env.total or rows.size < full + 4:
             return None
-        rows = self._env.latest(self._env.total - first)[: end_pos - first + 1, 0]
         env = np.sqrt(np.maximum(rows, 0.0))
         env = env - env.mean()
         return self._lagged(env, full) - self._lagged(env, half)
@@ -467,8 +473,7 @@ class ClonusDetector:
         """Seconds per cycle of `period` beat-stage samples that the EMG envelope spends
         above 0.3 of its 90th percentile, from `first_pos` (at most the last 3 s) to
         `end_pos`."""
-        held = self._env.total - first_pos
-        rows = self._env.latest(held)[: held - (self._env.total - 1 - end_pos), 0]
+        rows = self._envelope_held(first_pos, end_pos)
         if rows.size < 4:
             return 0.0
         level = float(np.percentile(rows, 90.0))
