@@ -698,7 +698,7 @@ class EpisodeTracker:
             return []
         if not self._rests_between_bursts(core, pos) or not self._short_bursts(core, pos):
             return []
-        if self._alternates(core) or not self._envelope_repeats(core, pos):
+        if self._alternates(beats) or not self._envelope_repeats(core, pos):
             return []
         chain = self.chain
         chain.episode = self._next_episode
@@ -888,7 +888,7 @@ class EpisodeTracker:
         self.chain.rhythm = self.envelope_rhythm(core[0].start_pos, pos, period)
         return self.chain.rhythm is None or self.chain.rhythm >= self.p.min_envelope_rhythm
 
-    def _alternates(self, core: list[Lobe]) -> bool:
+    def _alternates(self, beats: list[Lobe]) -> bool:
         """EMG: the bursts that took the count past the threshold are big and small in
         turn, every small one under `alternation_ratio` of every big one. A reflex loop
         makes one burst a cycle, each the size of the last as clonus fades; a burst that
@@ -897,7 +897,7 @@ class EpisodeTracker:
         if self.alternation_ratio is None:
             return False
         if self.chain.alternating is None:
-            amps = np.abs([lb.peak for lb in self._beat_lobes(core)])
+            amps = np.abs([lb.peak for lb in beats])
             last = amps[-(self.p.threshold_beats + 1) :]
             odd, even = last[0::2], last[1::2]
             small, big = (odd, even) if np.median(odd) < np.median(even) else (even, odd)
