@@ -55,15 +55,15 @@ def _no_traceback(daemon: Daemon) -> None:
 CLONUS_KINDS = ("clonus.onset", "clonus.update", "clonus.end")
 
 
-def _logged_clonus_events(d: Daemon) -> list[tuple[str, int]]:
-    """(kind, beats) of each clonus event the daemon logged making."""
-    made = []
+def _logged(d: Daemon, *names: str) -> list[dict[str, Any]]:
+    """The daemon's JSON log records whose event is one of `names`, in order."""
+    records = []
     for line in d.logs().splitlines():
-        if line.startswith("{") and any(f'"{k}"' in line for k in CLONUS_KINDS):
+        if line.startswith("{") and any(f'"{n}"' in line for n in names):
             rec = json.loads(line)
-            if rec.get("event") in CLONUS_KINDS:
-                made.append((rec["event"], rec["beats"]))
-    return made
+            if rec.get("event") in names:
+                records.append(rec)
+    return records
 
 
 def _every_onset_ended(sub: Subscriber) -> None:
@@ -354,7 +354,7 @@ def test_disk_filling_during_the_run(
     _every_onset_ended(sub)  # the end could not be stored: it went out directly
     assert sub.wait_for(lambda: sub.on("/state")[-1]["clonus"] is False, 5)
     assert sub.wait_for(lambda: sub.availability_reasons()[-1:] == ["storage_failed"], 5)
-    made = sorted(_logged_clonus_events(d))
+    made = sorted((r["event"], r["beats"]) for r in _logged(d, *CLONUS_KINDS))
 
     def got() -> list[tuple[str, int]]:
         return sorted((e["event"], e["beats"]) for k in CLONUS_KINDS for e in _clonus(sub, k))
@@ -488,11 +488,7 @@ def test_backlog_leaves_after_the_brokers_return_with_no_wait_over_2_s(
             return int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
 
     def retries() -> list[float]:
-        return [
-            json.loads(line)["retry_in_s"]
-            for line in d.logs().splitlines()
-            if '"mqtt_unavailable"' in line
-        ]
+        return [r["retry_in_s"] for r in _logged(d, "mqtt_unavailable")]
 
     # Onset .. end waiting, and five retries: doubling from 0.5 s, the fourth and fifth
     # waits would be 2-4 s and 4-8 s without the cap, however busy the machine.
