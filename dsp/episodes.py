@@ -59,6 +59,21 @@ class _Chain:
     stretch: tuple[int, int, int] | None = None
     # The lobes of the chain whose rhythm broke where this one began, but not carried.
     before: list[Lobe] = field(default_factory=list)
+    # The line of step 4 that last refused the chain once its count had passed the
+    # threshold (`Unreported.refused_by`).
+    refused: str | None = None
+
+
+@dataclass(frozen=True)
+class Unreported:
+    """A chain that ended without an episode, for offline review: its counted beats'
+    times, and the line of step 4 that last refused it once it had counted past the
+    threshold, or None if it never counted that far. A line is named for its setting
+    (`SiteParams` field, or `max_sway`), or is `weak_last_beat` (`onset_beat_ratio`) or
+    `no_rest_before` (`rearm_s`)."""
+
+    beat_times: list[float]
+    refused_by: str | None
 
 
 @dataclass
@@ -199,8 +214,8 @@ class EpisodeTracker:
         self.bridge_window = round(1.5 * fs)  # a piece must start this soon after the last
         # Events carry the times of the beats they counted (offline review, not the live path).
         self.report_beats = False
-        # With report_beats: beat times of chains that ended without an episode, for review.
-        self.unreported: list[list[float]] = []
+        # With report_beats: chains that ended without an episode, for review.
+        self.unreported: list[Unreported] = []
 
     @property
     def active(self) -> bool:
@@ -677,29 +692,40 @@ class EpisodeTracker:
             return []
         bank = self._matching_bank() if len(beats) >= 2 and not self.chain.bank_refused else None
         carried = bank.beats if bank is not None else 0
-        if len(beats) + carried <= self.p.threshold_beats or self._weak_last_beat(beats):
+        if len(beats) + carried <= self.p.threshold_beats:
             return []
+        if self._weak_last_beat(beats):
+            return self._refuse("weak_last_beat")
         if self.chain.lobes[0].start_pos - self._rhythm_end < self.rearm:
             # Rhythm that broke and re-formed without a rest in between is ongoing
             # oscillation (tremor, or the rest of an episode already reported), not a
             # new clonus: that starts from rest or from a stretch.
-            return []
-        if not self._looks_like_clonus(core) or not self._rhythmic(core):
-            return []
-        if self._rides_on_movement(core, beats, pos) or self._beats_unlike(beats):
-            return []
+            return self._refuse("no_rest_before")
+        unlike = self._unlike_clonus(core)
+        if unlike is not None:
+            return self._refuse(unlike)
+        if not self._rhythmic(core):
+            return self._refuse("max_period_cv")
+        if self._rides_on_movement(core, beats, pos):
+            return self._refuse("max_sway")
+        if self._beats_unlike(beats):
+            return self._refuse("max_beat_spread")
         if self._intervals_alternate(beats):
-            return []
+            return self._refuse("max_interval_swing")
         if not self._clonic_shape(core, pos):
             if bank is not None:
                 # Judged on a few beats just after the gap: judge once more, as any chain
                 # is, when this chain's own count passes the threshold.
                 self.chain.bank_refused, self.chain.harmonics = True, None
-            return []
-        if not self._rests_between_bursts(core, pos) or not self._short_bursts(core, pos):
-            return []
-        if self._alternates(beats) or not self._envelope_repeats(core, pos):
-            return []
+            return self._refuse("min_harmonic_ratio")
+        if not self._rests_between_bursts(core, pos):
+            return self._refuse("max_envelope_floor")
+        if not self._short_bursts(core, pos):
+            return self._refuse("max_burst_s")
+        if self._alternates(beats):
+            return self._refuse("max_alternation")
+        if not self._envelope_repeats(core, pos):
+            return self._refuse("min_envelope_rhythm")
         chain = self.chain
         chain.episode = self._next_episode
         self._next_episode += 1
@@ -714,6 +740,11 @@ class EpisodeTracker:
             # lead-in rule takes in or leaves out later.
             chain.first_t, chain.first_elicited = onset.onset_t, onset.elicited
         return [onset]
+
+    def _refuse(self, line: str) -> list[EpisodeEvent]:
+        """No alarm yet: `line` refused the chain (kept for review, `Unreported`)."""
+        self.chain.refused = line
+        return []
 
     def _weak_last_beat(self, beats: list[Lobe]) -> bool:
         """The beat that would take the count past the threshold is far smaller than the
@@ -747,17 +778,20 @@ class EpisodeTracker:
         chain.last_update_pos = chain.lobes[-1].start_pos
         return True
 
-    def _looks_like_clonus(self, core: list[Lobe]) -> bool:
+    def _unlike_clonus(self, core: list[Lobe]) -> str | None:
+        """Which of the rate, size and swing lines the chain is outside, if any."""
         periods = self._periods(core)
         if periods.size < 2:
-            return False
+            return "rate_hz"
         rate = self.fs / median(periods)
         if not self.p.rate_hz[0] <= rate <= self.p.rate_hz[1]:
-            return False
+            return "rate_hz"
         amp = self._amplitude(core)
+        if amp < self.amplitude_floor:
+            return "min_amplitude"
         # The swing: velocity / w (gyroscope) or acceleration / w^2 (accelerometer).
         swing = amp / (2 * np.pi * rate) ** self.excursion_power
-        return self.amplitude_floor <= amp and swing <= self.max_excursion
+        return "max_excursion" if swing > self.max_excursion else None
 
     def _rides_on_movement(self, core: list[Lobe], beats: list[Lobe], pos: int) -> bool:
         """The rhythm rides on a large movement of the limb: walking, or another
@@ -991,7 +1025,8 @@ class EpisodeTracker:
             self._bank = self._bank_of_chain(pos) if gap and bridge else None
         beats = self._beat_lobes(self._core()) if lobes else []
         if self.report_beats and not self.sustained and beats:
-            self.unreported.append([round(self.to_time(b.start_pos), 4) for b in beats])
+            times = [round(self.to_time(b.start_pos), 4) for b in beats]
+            self.unreported.append(Unreported(times, self.chain.refused))
         if self.sustained:
             end = self._event("clonus.end", pos, end_reason=reason)
             if reason == "rhythm_stopped":

@@ -123,6 +123,43 @@ def test_evaluate_prints_a_table_with_intervals_and_reads_subfolders(tmp_path: P
     assert any("1 rec" in line for line in lines)
 
 
+def test_evaluate_says_which_line_refused_a_missed_episode(tmp_path: Path) -> None:
+    """A gyroscope swinging as an even 6 Hz sine for 3 s, labelled as a 18-beat episode:
+    the detector counts its beats and the cycle-shape line refuses them (a clean sine is
+    vibration, not a reflex). The miss is reported with that line as its cause."""
+    import numpy as np
+
+    fs, f = 100.0, 6.0
+    t = np.arange(int(8 * fs)) / fs
+    on = (t >= 3.0) & (t < 6.0)
+    rate = np.where(on, 60.0 * np.sin(2 * np.pi * f * (t - 3.0)), 0.0)
+    zero = np.zeros_like(t)
+    columns = np.column_stack([t, zero, zero, zero + 9.81, rate, zero, zero])
+    header = "t,acc_x,acc_y,acc_z,gyr_x,gyr_y,gyr_z"
+    np.savetxt(tmp_path / "sine.csv", columns, "%.4f", ",", header=header, comments="")
+    beats = [round(3.0 + (k + 0.25) / f, 4) for k in range(18)]
+    label = {"onset_s": 3.0, "end_s": 6.0, "beats": 18, "frequency_hz": f, "sustained": True}
+    meta = {
+        "format": "clonus-recording/1",
+        "sensor": "imu6",
+        "fs_hz": fs,
+        "site": "ankle",
+        "labels": [{**label, "triggered": False, "beat_times_s": beats}],
+        "confounders": [],
+    }
+    (tmp_path / "sine.json").write_text(json.dumps(meta))
+    proc = clonusd("evaluate", str(tmp_path), "--json")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["sensitivity"] == 0.0
+    assert summary["misses_by_cause"] == {"min_harmonic_ratio": 1}
+    proc = clonusd("evaluate", str(tmp_path), "--verbose")
+    assert proc.returncode == 0, proc.stderr
+    (miss,) = [line for line in proc.stderr.splitlines() if "missed 18-beat" in line]
+    assert "refused by min_harmonic_ratio" in miss
+    assert "imu6: min_harmonic_ratio 1" in proc.stdout
+
+
 def test_evaluate_report_writes_a_picture_per_case(tmp_path: Path) -> None:
     import matplotlib  # noqa: F401  (the [report] extra, part of [dev]: never skipped)
 

@@ -298,9 +298,13 @@ def test_an_accelerometer_rhythm_riding_on_a_pitching_foot_is_not_alarmed() -> N
 
 def _held_only_by(rule: str, figure: str, t: np.ndarray, x: np.ndarray, fs: float) -> None:
     """An ankle gyroscope seeing `x` does not alarm, and does with `rule` turned off
-    (inf), its `figure` measured over the rule's line: that rule alone holds it."""
+    (inf), its `figure` measured over the rule's line: that rule alone holds it. The
+    review record of the chain names the rule (`evaluate --verbose` shows it)."""
     ankle = site_params("ankle")
-    assert not _onsets(_run(ClonusDetector("imu6", ankle, fs), t, x, chunk=8))
+    det = ClonusDetector("imu6", ankle, fs)
+    det.episodes.report_beats = True
+    assert not _onsets(_run(det, t, x, chunk=8))
+    assert rule in [c.refused_by for c in det.episodes.unreported]
     unchecked = ankle.with_overrides(**{rule: np.inf})
     (onset,) = _onsets(_run(ClonusDetector("imu6", unchecked, fs), t, x, chunk=8))
     assert onset.extra[figure] > getattr(ankle, rule)
@@ -799,7 +803,10 @@ def test_a_held_voluntary_contraction_whose_envelope_wanders_is_not_clonus() -> 
     unchecked = ClonusDetector("emg", params.with_overrides(min_envelope_rhythm=-2.0), 1000.0, 2)
     (onset,) = _onsets(_run(unchecked, t, x))
     assert onset.extra["envelope_rhythm"] < params.min_envelope_rhythm
-    assert not _onsets(_run(ClonusDetector("emg", params, 1000.0, 2), t, x))
+    checked = ClonusDetector("emg", params, 1000.0, 2)
+    checked.episodes.report_beats = True
+    assert not _onsets(_run(checked, t, x))
+    assert "min_envelope_rhythm" in [c.refused_by for c in checked.episodes.unreported]
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -93,6 +93,8 @@ class Score:
     # False alarms and hours of each confounder kind ("quiet": outside any confounder).
     alarms_by_kind: dict[str, int] = field(default_factory=dict)
     hours_by_kind: dict[str, float] = field(default_factory=dict)
+    # Why each sustained episode was missed (`miss_cause`).
+    misses_by_cause: dict[str, int] = field(default_factory=dict)
 
     def add(self, other: Score) -> None:
         for name in (
@@ -115,6 +117,8 @@ class Score:
             self.alarms_by_kind[kind] = self.alarms_by_kind.get(kind, 0) + n
         for kind, h in other.hours_by_kind.items():
             self.hours_by_kind[kind] = self.hours_by_kind.get(kind, 0.0) + h
+        for cause, n in other.misses_by_cause.items():
+            self.misses_by_cause[cause] = self.misses_by_cause.get(cause, 0) + n
 
     def summary(self) -> dict[str, Any]:
         lat = self.latencies
@@ -160,6 +164,7 @@ class Score:
             for kind in CONFOUNDER_KINDS
             if kind in self.alarms_by_kind or kind in self.hours_by_kind
         }
+        out["misses_by_cause"] = dict(sorted(self.misses_by_cause.items()))
         out["targets_met"] = {key: _met(out[key], op, goal) for key, (op, goal) in TARGETS.items()}
         return out
 
@@ -187,6 +192,7 @@ def score_recording(path: Path, score: Score, threshold_beats: int | None = None
     rec = load_recording(path)
     events = list(replay_events(rec, threshold_beats, beat_times=True))
     onsets = [e for e in events if e["event"] == "clonus.onset"]
+    chains = [e for e in events if e["event"] == "review.chain"]
     ends = {e["episode"]: e for e in events if e["event"] == "clonus.end"}
     labels = rec.meta.get("labels", [])
     confounders = rec.meta.get("confounders", [])
@@ -225,11 +231,24 @@ def score_recording(path: Path, score: Score, threshold_beats: int | None = None
                         outcome.add("miscount", lab["onset_s"], lab["end_s"], lab)
             else:
                 near = [e["t"] for e in onsets if lab["onset_s"] - 1 <= e["t"] <= hi + 1]
+                tried = [
+                    e
+                    for e in chains
+                    if e["beat_times_s"][0] <= lab["end_s"] + 0.5
+                    and e["beat_times_s"][-1] >= lab["onset_s"] - 0.5
+                ]
+                cause = miss_cause(near, hi, tried)
+                score.misses_by_cause[cause] = score.misses_by_cause.get(cause, 0) + 1
+                seen = ", ".join(
+                    f"{e['beats']}" + (f" refused by {e['refused_by']}" if e["refused_by"] else "")
+                    for e in tried
+                )
                 score.problems.append(
                     f"{name} @{lab['onset_s']:.1f}s: missed {lab['beats']}-beat episode"
-                    f" (window {lo:.2f}-{hi:.2f}, onsets near: {near})"
+                    f" (window {lo:.2f}-{hi:.2f}, onsets near: {near}; chains: [{seen}];"
+                    f" {cause})"
                 )
-                outcome.add("miss", lab["onset_s"], lab["end_s"], lab)
+                outcome.add("miss", lab["onset_s"], lab["end_s"], {**lab, "cause": cause})
         else:
             score.unsustained += 1
             hits = [e for e in onsets if lab["onset_s"] <= e["t"] <= lab["end_s"] + 0.5]
@@ -256,6 +275,19 @@ def score_recording(path: Path, score: Score, threshold_beats: int | None = None
         )
         outcome.add("false_alarm", float(e["onset_t"]), float(e["t"]), {"kinds": kinds, **e})
     return outcome
+
+
+def miss_cause(near: list[float], hi: float, chains: list[dict[str, Any]]) -> str:
+    """Why a sustained episode raised no onset in its window: an onset came after it
+    (`onset_late`) or before it (`onset_early`); else the line that refused the longest
+    chain of beats found in it that counted past the threshold; else `counted_too_few`
+    (no chain there counted more than the threshold: contractions not seen as beats)."""
+    if near:
+        return "onset_late" if max(near) > hi else "onset_early"
+    refused = [e for e in chains if e.get("refused_by")]
+    if refused:
+        return str(max(refused, key=lambda e: e["beats"])["refused_by"])
+    return "counted_too_few"
 
 
 @dataclass
@@ -362,6 +394,12 @@ def format_table(summary: dict[str, Any]) -> str:
     for name, s in cols[1:]:
         per = s.get("false_alarms_by_confounder", {})
         text = ", ".join(f"{k} {v['false_alarms']}" for k, v in per.items() if v["false_alarms"])
+        lines.append(f"  {name}: {text or 'none'}")
+    lines.append("")
+    lines.append("Missed sustained episodes by cause (the line that refused the chain, or why not)")
+    for name, s in cols:
+        causes = s.get("misses_by_cause", {})
+        text = ", ".join(f"{k} {n}" for k, n in sorted(causes.items(), key=lambda kv: -kv[1]))
         lines.append(f"  {name}: {text or 'none'}")
     return "\n".join(lines)
 

@@ -26,15 +26,22 @@ def replay_events(
     """Event payloads for `rec`, in order; `chunk` feeds that many samples per call.
 
     `beat_times` adds each event's counted beats (`beat_times_s`), and a `review.chain`
-    item for each chain of beats that ended without an episode, for review pictures."""
+    item for each chain of beats that ended without an episode, for review pictures, with
+    the line that refused it once it counted past the threshold (`refused_by`, or None)."""
     det = make_detector(rec, threshold_beats)
     det.episodes.report_beats = beat_times
     step = chunk or rec.t.size
     base = {"sensor": rec.sensor, "site": rec.site, "side": rec.side}
 
     def unreported() -> Iterator[dict[str, Any]]:
-        for times in det.episodes.unreported:
-            yield {"event": "review.chain", "beats": len(times), "beat_times_s": times, **base}
+        for chain in det.episodes.unreported:
+            yield {
+                "event": "review.chain",
+                "beats": len(chain.beat_times),
+                "beat_times_s": chain.beat_times,
+                "refused_by": chain.refused_by,
+                **base,
+            }
         det.episodes.unreported.clear()
 
     for start in range(0, rec.t.size, step):

@@ -148,6 +148,7 @@ def _details(case: Case) -> str:
         "interval_swing",
         "envelope_rhythm",
         "elicited",
+        "cause",
     )
     return ", ".join(f"{k}={case.info[k]}" for k in keys if k in case.info)
 
