@@ -105,6 +105,16 @@ def _plot_case(
     for e in events:
         beats = [bt for bt in e.get("beat_times_s", []) if t0 <= bt <= t1]
         (unreported if e["event"] == "review.chain" else detected).update(beats)
+        if e["event"] == "review.chain" and e.get("refused_by") and beats:
+            ax.text(
+                beats[-1],
+                0.08,
+                f"refused: {e['refused_by']}",
+                color="grey",
+                transform=ax.get_xaxis_transform(),
+                fontsize=7,
+                ha="right",
+            )
         colour = {"clonus.onset": "tab:red", "clonus.end": "tab:purple"}.get(e["event"])
         if colour is None or not t0 <= e["t"] <= t1:
             continue
@@ -127,7 +137,8 @@ def _plot_case(
     ax.set_ylabel(unit)
     ax.set_title(
         title + "  (green: labelled beats, 6th thick; triangles: counted beats, red in an episode,"
-        " grey in a chain that raised nothing; dashed: onset/end)",
+        " grey in a chain that raised nothing, with the line that refused it; dashed:"
+        " onset/end)",
         fontsize=8,
     )
     fig.tight_layout()
