@@ -30,16 +30,14 @@ from pathlib import Path
 import numpy as np
 from scipy.io import loadmat
 
-from clonusd.daemon.commands.replay import replay_events
-from clonusd.daemon.sources.recording import Recording
-
-Signal = tuple[str, float, str, np.ndarray]  # (name, fs, site, samples (n, channels))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.clones import Signal, replay_clones
 
 
 def psyc9080(root: Path) -> Iterator[Signal]:
     for path in sorted((root / "EMG").glob("*.txt")):
         x = np.genfromtxt(path, dtype=float, delimiter="\t", usecols=[0])  # a blank last row
-        yield path.stem, 1000.0, "wrist", x[np.isfinite(x), None]
+        yield "", path.stem, "emg", 1000.0, "wrist", x[np.isfinite(x), None]
 
 
 def emg_preprocessing(root: Path) -> Iterator[Signal]:
@@ -47,7 +45,8 @@ def emg_preprocessing(root: Path) -> Iterator[Signal]:
     for test, names in muscles.items():
         matrix = loadmat(root / "input" / f"{test}.mat")[test][0, 0]["matrix"]
         for i, muscle in enumerate(names):
-            yield f"{test}-{muscle}", 2000.0, "wrist", np.asarray(matrix[:, i : i + 1], float)
+            x = np.asarray(matrix[:, i : i + 1], float)
+            yield "", f"{test}-{muscle}", "emg", 2000.0, "wrist", x
 
 
 def muscleinsight(root: Path) -> Iterator[Signal]:
@@ -57,12 +56,12 @@ def muscleinsight(root: Path) -> Iterator[Signal]:
         with path.open(newline="") as f:
             rows = {r[0]: r[1] for r in csv.reader(f) if len(r) == 2}
         x = np.array([float(v) for v in rows["amplitudes"].split(",")])
-        yield path.stem, 800.0, "knee", x[:, None]
+        yield "", path.stem, "emg", 800.0, "knee", x[:, None]
 
 
 def muscletracker(root: Path) -> Iterator[Signal]:
     for path in sorted((root / "Data" / "Raw" / "Biopac").glob("*.txt")):
-        yield path.stem, 1000.0, "wrist", np.loadtxt(path, delimiter=",", ndmin=2)
+        yield "", path.stem, "emg", 1000.0, "wrist", np.loadtxt(path, delimiter=",", ndmin=2)
 
 
 SOURCES = {
@@ -74,44 +73,7 @@ SOURCES = {
 
 
 def main() -> None:
-    roots = [Path(p) for p in sys.argv[1:]]
-    if not roots or not all(r.is_dir() for r in roots):
-        sys.exit("usage: python benchmarks/real_emg.py CLONE [CLONE ...]")
-    readers = []
-    for root in roots:
-        reader = next((read for mark, read in SOURCES.items() if (root / mark).exists()), None)
-        if reader is None:
-            sys.exit(f"{root}: not one of the data sets this script reads")
-        readers.append((root, reader))
-    total_h, total_alarms = 0.0, 0
-    for root, reader in readers:
-        hours, alarms, files = 0.0, 0, 0
-        try:
-            for name, fs, site, x in reader(root):
-                t = np.arange(x.shape[0]) / fs
-                cols = [f"emg{i + 1}" for i in range(x.shape[1])]
-                rec = Recording(root / name, "emg", fs, site, "right", t, x, cols)
-                files += 1
-                hours += x.shape[0] / fs / 3600
-                for ev in replay_events(rec, chunk=max(1, round(fs / 50))):
-                    if ev["event"] == "clonus.onset":
-                        alarms += 1
-                        print(
-                            f"{reader.__name__}/{name}: alarm at {ev['t']:.2f} s "
-                            f"({ev['beats']} beats, {ev['frequency_hz']:.1f} Hz)"
-                        )
-        except (OSError, ValueError, KeyError, IndexError) as exc:
-            sys.exit(f"{root}: cannot read it ({type(exc).__name__}: {exc})")
-        if not files:
-            sys.exit(f"{root}: no recordings in it")
-        print(
-            f"{reader.__name__}: {files} recordings, {hours * 60:.1f} min, "
-            f"{alarms} false alarms, {alarms / hours:.1f} per hour"
-        )
-        total_h += hours
-        total_alarms += alarms
-    rate = total_alarms / total_h
-    print(f"all: {total_h * 60:.1f} min, {total_alarms} false alarms, {rate:.1f} per hour")
+    replay_clones(SOURCES, "python benchmarks/real_emg.py CLONE [CLONE ...]")
 
 
 if __name__ == "__main__":
