@@ -88,6 +88,7 @@ class ClonusDetector:
     # (the simulated band's 8.5 Hz cycles at 52 Hz measure 0.0036 at the median).
     outer_harmonic_band: ClassVar[dict[str, tuple[float, float]]] = {"acc3": (0.35, 0.375)}
     oscillation_s = 30.0  # signal the beats are counted on, kept for `oscillation`
+    lead_in_s, lead_gap_s = 2.0, 0.3  # the span before a chain's first beat `_lead_in` reads
 
     def __init__(
         self,
@@ -161,6 +162,7 @@ class ClonusDetector:
             max_sway=self.max_sway.get(sensor, np.inf),
             max_beat_spread=params.max_beat_spread if sensor != "emg" else None,
             max_interval_swing=params.max_interval_swing if sensor != "emg" else None,
+            lead_in=self._lead_in if sensor != "emg" else None,
         )
         # Beat-stage sample times, for reporting; long enough for a long episode.
         self._times = RingBuffer(round(900 * beat_fs), 1)
@@ -303,12 +305,13 @@ class ClonusDetector:
         if n == 0:
             return []
         self._times.push(t[fe.index])
-        self._osc.push(fe.osc)
         events: list[EpisodeEvent] = []
         start = 0
         while start < n:
             take = min(self.hop - self._hop_fill, n - start)
             y = fe.osc[start : start + take]
+            # Pushed as the beats are found, so what a check reads ends where it stands.
+            self._osc.push(y)
             pos = np.arange(self._pos, self._pos + take)
             if self.sensor == "emg":
                 self._env.push(y**2)
@@ -432,6 +435,22 @@ class ClonusDetector:
         rise = np.max(slow - np.minimum.accumulate(slow, axis=0), axis=0)
         fall = np.max(np.maximum.accumulate(slow, axis=0) - slow, axis=0)
         return float(np.linalg.norm(np.minimum(rise, fall))) / own
+
+    def _lead_in(self, first_pos: int, amplitude: float, since: int) -> float:
+        """The band-passed signal's level (root mean square times the square root of
+        two) from `lead_in_s` to `lead_gap_s` before beat-stage position `first_pos`, but
+        not before position `since`, over the rhythm's lobe size `amplitude`: how much of
+        the rhythm was already going before its first beat (`SiteParams.max_lead_in`).
+        0 when less than half of that span is held or after `since` (a band that just
+        connected, or came back after a gap)."""
+        osc = self._osc
+        start = max(first_pos - round(self.lead_in_s * self.beat_fs), osc.total - len(osc), since)
+        end = first_pos - round(self.lead_gap_s * self.beat_fs)
+        span = round((self.lead_in_s - self.lead_gap_s) * self.beat_fs)
+        if end - start < span // 2 or amplitude <= 0:
+            return 0.0
+        rows = osc.latest(osc.total - start)[: end - start, 0]
+        return float(np.sqrt(2.0 * np.mean(rows**2)) / amplitude)
 
     def _envelope_held(self, first_pos: int, end_pos: int) -> FloatArray:
         """The EMG envelope's power from beat-stage position `first_pos` (at most the last

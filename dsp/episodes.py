@@ -45,6 +45,7 @@ class _Chain:
     movement: float | None = None  # the limb's slow movement, in the rhythm's own units
     scatter: float | None = None  # the beats' sizes about their trend, over their mean
     swing: float | None = None  # successive beat intervals: mean change over mean interval
+    lead: float | None = None  # the rhythm's level before its first beat, judged once
     # An episode resumed after a break (see `_Held`): the earlier parts' beats, the time
     # of the first beat, and whether a stretch set it off.
     carried_beats: int = 0
@@ -158,6 +159,7 @@ class EpisodeTracker:
         max_sway: float = float("inf"),
         max_beat_spread: float | None = None,
         max_interval_swing: float | None = None,
+        lead_in: Callable[[int, float, int], float] | None = None,
         unmerge: Callable[[list[Lobe]], list[Lobe]] | None = None,
     ) -> None:
         self.p = params
@@ -196,6 +198,7 @@ class EpisodeTracker:
         self.max_sway = max_sway
         self.max_beat_spread = max_beat_spread
         self.max_interval_swing = max_interval_swing
+        self.lead_in = lead_in
         self.unmerge = unmerge
         self.min_period = fs / params.rate_hz[1]
         self.max_period = fs / params.rate_hz[0]
@@ -209,6 +212,7 @@ class EpisodeTracker:
         # enough to be why a rhythm stopped (it then stopped for want of signal).
         self._fills: deque[tuple[int, int]] = deque(maxlen=32)
         self.filled_until = -1
+        self._gap_at = -1  # where the signal last broke off (`force_end` with `gap`)
         self.fill_margin = round(0.1 * fs)  # the band-pass carries a fill on this long
         self._bank: _Bank | None = None
         self.bridge_window = round(1.5 * fs)  # a piece must start this soon after the last
@@ -420,6 +424,8 @@ class EpisodeTracker:
         alarmed afresh as soon as its count passes the threshold again; when the gap was
         short (`bridge`), the beats before it count towards that threshold (`_Bank`), if
         the rhythm after it runs at the same rate."""
+        if gap:
+            self._gap_at = pos
         return self._release_held(pos, now=True) + self._finish(
             pos, reason=reason, gap=gap, bridge=bridge
         )
@@ -701,6 +707,8 @@ class EpisodeTracker:
             # oscillation (tremor, or the rest of an episode already reported), not a
             # new clonus: that starts from rest or from a stretch.
             return self._refuse("no_rest_before")
+        if self._ran_on_before(core, beats):
+            return self._refuse("max_lead_in")
         unlike = self._unlike_clonus(core)
         if unlike is not None:
             return self._refuse(unlike)
@@ -777,6 +785,19 @@ class EpisodeTracker:
         chain.first_elicited = held.end.elicited
         chain.last_update_pos = chain.lobes[-1].start_pos
         return True
+
+    def _ran_on_before(self, core: list[Lobe], beats: list[Lobe]) -> bool:
+        """The rhythm was already going before its first beat, at more than
+        `SiteParams.max_lead_in` of its size: a tremor steadying, not clonus starting
+        (motion only; `lead_in`). Judged once per chain, like the shape. Only the signal
+        since it last broke off counts: clonus going on after a lost link or a long loss
+        of samples is alarmed afresh (`force_end`), not taken for a rhythm that ran on."""
+        if self.lead_in is None:
+            return False
+        if self.chain.lead is None:
+            since = max(self._gap_at, self.filled_until)
+            self.chain.lead = self.lead_in(beats[0].start_pos, self._amplitude(core), since)
+        return self.chain.lead > self.p.max_lead_in
 
     def _unlike_clonus(self, core: list[Lobe]) -> str | None:
         """Which of the rate, size and swing lines the chain is outside, if any."""
@@ -979,6 +1000,8 @@ class EpisodeTracker:
             payload["beat_scatter"] = round(self.chain.scatter, 2)
         if self.chain.swing is not None:
             payload["interval_swing"] = round(self.chain.swing, 2)
+        if self.chain.lead is not None:
+            payload["lead_in"] = round(self.chain.lead, 2)
         if chain.bridged and chain.carried_beats:
             payload["carried_beats"] = chain.carried_beats  # counted before a signal gap
         if chain.follows is not None:

@@ -326,6 +326,17 @@ def test_beats_of_very_unequal_sizes_are_not_one_reflex_rhythm() -> None:
     _held_only_by("max_beat_spread", "beat_scatter", t, x, fs)
 
 
+def test_a_rhythm_already_going_before_its_first_beat_is_not_clonus_starting() -> None:
+    """A foot jerking at 5.5 Hz in runs of four with pauses, as a tremor waxes and wanes,
+    that then steadies into twelve even jerks on a gyroscope at 104 Hz. The chain that
+    reaches the count had the rhythm going in the 2 s before its first beat at 0.68 of
+    its size: a tremor steadying, not clonus, which starts from rest or a stretch. With
+    `max_lead_in` off it alarms: it is this rule that holds it."""
+    fs = 104.0
+    t, x = jerk_train([1.0], 5.5, fs, 28, intervals=[0.18, 0.18, 0.18, 0.6] * 4 + [1 / 5.5] * 12)
+    _held_only_by("max_lead_in", "lead_in", t, x, fs)
+
+
 @pytest.mark.parametrize("seed", range(10))
 def test_beats_that_vary_at_random_by_half_their_size_are_still_clonus(seed: int) -> None:
     """Real contractions are not all alike: twelve jerks at 5.5 Hz whose sizes vary at

@@ -157,6 +157,7 @@ def _details(case: Case) -> str:
         "limb_movement",
         "beat_scatter",
         "interval_swing",
+        "lead_in",
         "envelope_rhythm",
         "elicited",
         "cause",
