@@ -393,7 +393,7 @@ class ClonusDetector:
         first = max(first_pos, along.total - len(along))
         if end_pos <= first:
             return 0.0, first
-        angle = np.cumsum(along.latest(along.total - first)[: end_pos - first, 0]) / self.beat_fs
+        angle = np.cumsum(along.between(first, end_pos)[:, 0]) / self.beat_fs
         at = int(np.argmax(np.abs(angle)))
         return float(angle[at]), first + at
 
@@ -413,7 +413,7 @@ class ClonusDetector:
         """
         raw = self._raw
         first = max(first_pos, raw.total - len(raw))
-        moved = raw.latest(raw.total - first)[: max(0, end_pos - first)]
+        moved = raw.between(first, end_pos)
         own = amplitude
         if self.sensor == "imu6":
             moved = np.cumsum(moved, axis=0) / self.beat_fs  # deg turned about each axis
@@ -449,16 +449,13 @@ class ClonusDetector:
         span = round((self.lead_in_s - self.lead_gap_s) * self.beat_fs)
         if end - start < span // 2 or amplitude <= 0:
             return 0.0
-        rows = osc.latest(osc.total - start)[: end - start, 0]
+        rows = osc.between(start, end)[:, 0]
         return float(np.sqrt(2.0 * np.mean(rows**2)) / amplitude)
 
     def _envelope_held(self, first_pos: int, end_pos: int) -> FloatArray:
         """The EMG envelope's power from beat-stage position `first_pos` (at most the last
         3 s held) to `end_pos`, both included."""
-        first = max(first_pos, self._env.total - len(self._env))
-        if end_pos < first:
-            return np.empty(0)
-        return self._env.latest(self._env.total - first)[: end_pos - first + 1, 0]
+        return self._env.between(first_pos, end_pos + 1)[:, 0]
 
     def _envelope_floor(self, first_pos: int, end_pos: int) -> float:
         """The EMG envelope's 10th over its 90th percentile, from beat-stage position

@@ -52,6 +52,12 @@ class RingBuffer:
         row: NDArray[np.float64] = self._data[(self._head - k) % self.capacity]
         return row
 
+    def between(self, first: int, end: int) -> NDArray[np.float64]:
+        """Rows at stream positions `first` to `end - 1` (the k-th row ever pushed is at
+        position k), from the oldest still held if `first` is older; oldest first."""
+        first = max(first, self.total - len(self))
+        return self.latest(self.total - first)[: max(0, end - first)]
+
     def latest(self, n: int | None = None) -> NDArray[np.float64]:
         """The newest `n` rows (all held rows by default), oldest first."""
         held = len(self)

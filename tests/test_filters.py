@@ -58,5 +58,9 @@ def test_ring_buffer_keeps_the_newest_rows_in_order() -> None:
     np.testing.assert_array_equal(rb.latest(), rows[7:12])
     np.testing.assert_array_equal(rb.latest(2), rows[10:12])
     assert len(rb) == 5 and rb.total == 12
+    # By stream position (row k is the k-th pushed): from the oldest held, to before `end`.
+    np.testing.assert_array_equal(rb.between(8, 10), rows[8:10])
+    np.testing.assert_array_equal(rb.between(0, 9), rows[7:9])
+    assert rb.between(10, 9).shape == (0, 2)
     rb.push(np.arange(40.0).reshape(20, 2))  # longer than capacity
     np.testing.assert_array_equal(rb.latest(), np.arange(40.0).reshape(20, 2)[-5:])
