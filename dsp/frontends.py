@@ -66,6 +66,13 @@ class PrincipalAxisProjector:
         start = 0
         n = x.shape[0]
         while start < n:
+            whole = (n - start) // self.hop
+            if self._count == 0 and whole >= 2:
+                # A replay's long chunk: its whole hops in one pass (same arithmetic).
+                axes += self._whole_hops(x[start : start + whole * self.hop])
+                takes += [self.hop] * whole
+                start += whole * self.hop
+                continue
             take = min(self.hop - self._count, n - start)
             block = x[start : start + take]
             takes.append(take)
@@ -89,6 +96,25 @@ class PrincipalAxisProjector:
         per_sample = np.repeat(np.array(axes), takes, axis=0)
         along = None if raw is None else np.einsum("ij,ij->i", raw, per_sample)
         return np.einsum("ij,ij->i", x, per_sample), along
+
+    def _whole_hops(self, x: FloatArray) -> list[FloatArray]:
+        """The axis each of the whole hops in `x` is projected on, updating the
+        covariance and the axis after each hop as `process` does one hop at a time: the
+        hops' weighted products and the eigenvectors are computed for all at once, which
+        is what a replay's long chunks spend most of their time on otherwise."""
+        blocks = x.reshape(-1, self.hop, x.shape[1])
+        products = (1 - self.alpha) * (blocks.transpose(0, 2, 1) * self._w_hop) @ blocks
+        covs = np.empty_like(products)
+        cov = self.cov
+        for i, product in enumerate(products):
+            cov = self._decay_hop * cov + product
+            covs[i] = cov
+        self.cov = cov
+        axes = [self.axis]
+        for v in np.linalg.eigh(covs)[1][:, :, -1]:
+            axes.append(v if float(v @ axes[-1]) >= 0 else -v)
+        self.axis = axes.pop()
+        return axes
 
     def reset(self) -> None:
         self.cov = np.eye(3) * 1e-12

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from scipy import signal
 
 from clonusd.dsp.filters import StreamingSOS, bandpass_sos
+from clonusd.dsp.frontends import PrincipalAxisProjector
 from clonusd.dsp.ringbuffer import RingBuffer
 
 
@@ -35,6 +36,32 @@ def test_chunked_filtering_equals_whole_signal(sizes: list[int], channels: int, 
     chunked_filter = StreamingSOS(sos, channels)
     chunked = np.vstack([chunked_filter.process(x[s]) for s in _split(len(x), sizes)])
     np.testing.assert_allclose(chunked, whole, rtol=1e-10, atol=1e-9)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    sizes=st.lists(st.integers(min_value=1, max_value=64), min_size=1, max_size=20),
+    seed=st.integers(min_value=0, max_value=2**31 - 1),
+)
+def test_the_dominant_axis_does_not_depend_on_chunks(sizes: list[int], seed: int) -> None:
+    """A long chunk takes its whole hops in one pass: it must give, bit for bit, what the
+    same samples fed one hop at a time give, and any chunking must agree closely."""
+    rng = np.random.default_rng(seed)
+    # An oscillation whose axis turns half-way, under noise: the axis must follow it.
+    t = np.arange(1200) / 200.0
+    swing = np.sin(2 * np.pi * 6.0 * t)[:, None]
+    axis = np.where(t[:, None] < 3.0, [1.0, 0.2, 0.0], [0.0, -0.3, 1.0])
+    x = 20.0 * swing * axis + rng.normal(size=(1200, 3))
+    whole, _ = PrincipalAxisProjector(200.0).process(x)
+    stepwise = PrincipalAxisProjector(200.0)
+    hop = stepwise.hop
+    by_hop = np.concatenate([stepwise.process(x[i : i + hop])[0] for i in range(0, 1200, hop)])
+    np.testing.assert_array_equal(whole, by_hop)
+    chunked_projector = PrincipalAxisProjector(200.0)
+    chunked = np.concatenate([chunked_projector.process(x[s])[0] for s in _split(len(x), sizes)])
+    np.testing.assert_allclose(chunked, whole, rtol=1e-9, atol=1e-9)
+    # After the turn the projection carries the oscillation, not just the noise.
+    assert np.std(whole[-200:]) > 10.0
 
 
 def test_matches_scipy_with_steady_state_start() -> None:
