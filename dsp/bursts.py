@@ -68,6 +68,7 @@ class BurstTracker:
         # A peak found but not yet timed: (value, position, half its height, window start).
         self._pending: tuple[float, int, float, int] | None = None
         self._bursts: deque[Lobe] = deque(maxlen=4)  # the last bursts handed on
+        self.infer_missed = False  # infer a burst the rhythm says was missed (`_missed`)
 
     def reset(self) -> None:
         self._pending = None
@@ -154,6 +155,18 @@ class BurstTracker:
         self._peak = burst
         if last is None or trough is None or burst.start_pos - last.start_pos > self.max_gap:
             return [burst]
+        if pair is None and self.infer_missed:
+            unseen = self._missed(burst, last, recent)
+            if unseen is not None:
+                # Both silences are as deep as the one seen, half-way between bursts.
+                depth = -(min(last.peak, burst.peak) + rest - trough.peak)
+                before = (last.start_pos + unseen.start_pos) // 2
+                after = (unseen.start_pos + burst.start_pos) // 2
+                trough.peak, trough.start_pos, trough.peak_pos = depth, before, before
+                second = Lobe(-1, after, depth, after, True, burst.close_pos)
+                self._bursts.pop()
+                self._bursts.extend((unseen, burst))
+                return [trough, unseen, second, burst]
         if pair is not None:
             first, inner, second = pair
             trough.peak = -(min(last.peak, first.peak) + rest - trough.peak)
@@ -193,6 +206,23 @@ class BurstTracker:
         inner = Lobe(-1, mid, min(depth, -1e-12), mid, True, burst.close_pos)
         return first, inner, second
 
+    def _missed(self, burst: Lobe, last: Lobe, recent: list[Lobe]) -> Lobe | None:
+        """The burst due between `last` and `burst`, inferred (`Lobe.inferred`), when the
+        recent bursts keep an even period and `burst` came about two of them after
+        `last`: one cycle's burst stayed under the line, and the rhythm went on."""
+        period = self._even_period(recent)
+        gap = burst.start_pos - last.start_pos
+        if (
+            period is None
+            or not self.missed_after[0] * period <= gap <= self.missed_after[1] * period
+        ):
+            return None
+        at = (last.start_pos + burst.start_pos) // 2
+        size = min(last.peak, burst.peak)
+        return Lobe(1, at, size, at, True, burst.close_pos, inferred=True, width=last.width)
+
+    missed_after = (1.6, 2.4)  # in recent periods after the last burst
+
     def unmerge(self, beats: list[Lobe]) -> list[Lobe]:
         """`beats`, one rhythm's bursts in order, with each of its first three that is
         two bursts the envelope did not part handed on as two: `_merged` seen from the
@@ -220,12 +250,19 @@ class BurstTracker:
         telling line, is judged first."""
         if len(rhythm) < 3 or hump.width < self.merged_width * median(b.width for b in rhythm):
             return None
+        period = self._even_period(rhythm)
+        low, high = self.merged_after
+        return period if period is not None and low * period <= gap <= high * period else None
+
+    @staticmethod
+    def _even_period(rhythm: list[Lobe]) -> float | None:
+        """The median period of `rhythm`'s bursts, when three or more keep it within 0.2
+        (standard deviation over it)."""
+        if len(rhythm) < 3:
+            return None
         gaps = np.diff([b.start_pos for b in rhythm])
         period = median(gaps)
-        if period <= 0 or float(np.std(gaps)) > 0.2 * period:
-            return None
-        low, high = self.merged_after
-        return period if low * period <= gap <= high * period else None
+        return period if period > 0 and float(np.std(gaps)) <= 0.2 * period else None
 
     @staticmethod
     def _halves(hump: Lobe, period: float) -> tuple[Lobe, Lobe]:

@@ -315,6 +315,10 @@ class ClonusDetector:
             pos = np.arange(self._pos, self._pos + take)
             if self.sensor == "emg":
                 self._env.push(y**2)
+                # A burst missed inside an alarmed episode is counted, not before:
+                # inferring one towards the count let chance peaks in held voluntary
+                # contractions reach it.
+                self.bursts.infer_missed = self.episodes.sustained
                 for lobe in self.bursts.process(pos, y, self._threshold):
                     events += self.episodes.started(lobe) + self.episodes.closed(lobe)
                 self._hop_sum += float(np.sum(y))

@@ -1008,7 +1008,7 @@ class EpisodeTracker:
             payload["follows_episode"] = chain.follows  # ended by a gap, goes on here
         inferred = sum(b.inferred for b in beats)
         if inferred:
-            payload["inferred_beats"] = inferred  # placed in lost packets by the rhythm
+            payload["inferred_beats"] = inferred  # placed by the rhythm, not seen
         if self.report_beats:
             payload["beat_times_s"] = [round(self.to_time(b.start_pos), 4) for b in beats]
         payload.update(extra)

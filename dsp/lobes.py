@@ -28,7 +28,8 @@ class Lobe:
     peak_pos: int = 0
     closed: bool = False
     close_pos: int = 0
-    # Not seen: a half-cycle the rhythm on both sides places inside samples lost in a gap.
+    # Not seen: a half-cycle the rhythm on both sides places inside samples lost in a gap,
+    # or (EMG, inside an alarmed episode) a burst that stayed under the line.
     inferred: bool = False
     # EMG bursts: how many samples the envelope stayed above half the burst's height.
     width: int = 0

@@ -899,6 +899,35 @@ def test_six_emg_bursts_from_rest_count_six_and_five_count_nothing() -> None:
         assert not _onsets(_run(ClonusDetector("emg", params, 1000.0), t, x))
 
 
+def test_an_emg_burst_missed_inside_an_alarmed_episode_is_counted_but_never_alarms() -> None:
+    """Twelve bursts at 7 Hz with one of them absent (under the line, as a weak or
+    masked burst is). Inside an alarmed episode the rhythm on both sides places it:
+    the episode goes on and its end counts twelve, one inferred. Before the alarm
+    nothing is inferred: with the fourth burst absent, the rhythm breaks there and the
+    onset comes at the sixth burst seen after it, counting only bursts seen."""
+    params = site_params("ankle")
+    whole = [1.0] * 12
+
+    def events(absent: int) -> list[EpisodeEvent]:
+        sizes = (*whole[:absent], 0.0, *whole[absent + 1 :])
+        t, x = _emg_train(0.0, beats=12, f=7.0, sizes=sizes)
+        return _run(ClonusDetector("emg", params, 1000.0), t, x)
+
+    late = events(absent=8)
+    (onset,) = _onsets(late)
+    end = late[-1]
+    assert end.event == "clonus.end" and end.episode == onset.episode
+    assert end.beats == 12 and end.extra.get("inferred_beats") == 1
+    assert "inferred_beats" not in onset.extra
+
+    early = events(absent=3)
+    (onset,) = _onsets(early)
+    assert onset.beats == 6 and "inferred_beats" not in onset.extra
+    sixth_after = 2.0 + (4 + 5 + 0.5) / 7.0  # burst 9, the sixth of bursts 4-11
+    assert onset.t >= sixth_after
+    assert early[-1].beats == 8
+
+
 def _lobe_train(
     sizes: list[float], ratio: float | None, pause_after: int | None = None, pause: int = 20
 ) -> list[EpisodeEvent]:
