@@ -79,60 +79,86 @@ class BurstTracker:
         self._bursts.clear()
 
     def process(self, pos: np.ndarray, env: FloatArray, rest: float) -> list[Lobe]:
+        """Feed envelope samples `env` at positions `pos` (the resting level `rest`);
+        returns the bursts (and troughs before them) confirmed in them.
+
+        A plain loop over Python floats: a tenth of a second comes at a time, and numpy's
+        cost per call over so few samples is several times the comparisons'."""
         out: list[Lobe] = []
         self._recent.push(env)
         floor = self.k_floor * rest
         newest = int(pos[-1])
-        i, n = 0, env.size
+        values, where = env.tolist(), pos.tolist()
+        i, n = 0, len(values)
         while i < n:
-            seg = env[i:]
-            emit = None
             if self._peaks:
-                run = np.maximum(np.maximum.accumulate(seg), self._ext)
-                fall = np.maximum(floor, self.rel * (run - rest))
-                hit = np.flatnonzero((seg < run - fall) & (run >= rest + floor))
-            else:
-                run = np.minimum(np.minimum.accumulate(seg), self._ext)
-                hit = np.flatnonzero(seg > run + floor)
-                if self._pending is not None:
-                    # A burst is timed once the envelope has fallen to half its height.
-                    emit = np.flatnonzero(seg <= self._pending[2])
-            end = int(hit[0]) if hit.size else seg.size
-            if emit is not None and emit.size and emit[0] < end:
-                e = int(emit[0])
-                self._track(seg[: e + 1], pos[i : i + e + 1])
-                out += self._emit(rest, int(pos[i + e]), float(seg[e]), newest)
-                i += e + 1
-                continue
-            self._track(seg[:end], pos[i : i + end])
-            if not hit.size:
-                break
-            at, level = int(pos[i + end]), float(seg[end])
-            if self._peaks:
+                hit = self._next_fall(values, where, i, rest, floor)
+                if hit is None:
+                    return out
                 # A peak: its centre is found once the envelope has fallen further.
                 start = max(self._trough_pos, self._ext_pos - self.max_gap // 2)
                 half = rest + 0.5 * (self._ext - rest)
                 self._pending = (self._ext, self._ext_pos, half, start)
             else:
+                hit, emit = self._next_rise(values, where, i, floor)
+                if emit is not None:
+                    # A burst is timed once the envelope has fallen to half its height.
+                    out += self._emit(rest, where[emit], values[emit], newest)
+                    i = emit + 1
+                    continue
+                if hit is None:
+                    return out
                 self._trough_pos = self._ext_pos
                 if self._pending is not None:  # the next burst rose before this one fell
                     out += self._emit(rest, self._ext_pos, self._ext, newest)
                 if self._trough is None or self._ext < self._trough.peak:
                     # Its depth is set when the next burst comes; after a hump that was
                     # no burst, the lower of the two troughs parts the bursts.
+                    at = where[hit]
                     self._trough = Lobe(-1, self._ext_pos, self._ext, self._ext_pos, True, at)
             self._peaks = not self._peaks
-            self._ext, self._ext_pos = level, at
-            i += end
+            self._ext, self._ext_pos = values[hit], where[hit]
+            i = hit
         return out
 
-    def _track(self, seg: FloatArray, pos: np.ndarray) -> None:
-        """Follow the running extreme (the peak or trough being looked for) over `seg`."""
-        if not seg.size:
-            return
-        k = int(np.argmax(seg) if self._peaks else np.argmin(seg))
-        if (seg[k] > self._ext) if self._peaks else (seg[k] < self._ext):
-            self._ext, self._ext_pos = float(seg[k]), int(pos[k])
+    def _next_fall(
+        self, values: list[float], where: list[int], i: int, rest: float, floor: float
+    ) -> int | None:
+        """Follow the peak (`_ext`) from index `i` on; the index where the envelope has
+        fallen from it by its prominence, or None."""
+        ext, ext_pos = self._ext, self._ext_pos
+        line = rest + floor
+        for j in range(i, len(values)):
+            v = values[j]
+            if v > ext:
+                ext, ext_pos = v, where[j]
+            if ext >= line and v < ext - max(floor, self.rel * (ext - rest)):
+                self._ext, self._ext_pos = ext, ext_pos
+                return j
+        self._ext, self._ext_pos = ext, ext_pos
+        return None
+
+    def _next_rise(
+        self, values: list[float], where: list[int], i: int, floor: float
+    ) -> tuple[int | None, int | None]:
+        """Follow the trough (`_ext`) from index `i` on: (the index where the envelope
+        has risen from it by `floor`, None), or (None, the index where the pending
+        burst's envelope has fallen to half its height, if that comes first), or (None,
+        None)."""
+        ext, ext_pos = self._ext, self._ext_pos
+        half = self._pending[2] if self._pending is not None else None
+        for j in range(i, len(values)):
+            v = values[j]
+            if v > ext + floor:
+                self._ext, self._ext_pos = ext, ext_pos
+                return j, None
+            if v < ext:
+                ext, ext_pos = v, where[j]
+            if half is not None and v <= half:
+                self._ext, self._ext_pos = ext, ext_pos
+                return None, j
+        self._ext, self._ext_pos = ext, ext_pos
+        return None, None
 
     def _emit(self, rest: float, at: int, level: float, newest: int) -> list[Lobe]:
         """Hand on the pending burst, timed over its envelope above `level` up to `at`,
