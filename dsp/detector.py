@@ -26,7 +26,7 @@ from clonusd.dsp.frontends import EmgFrontEnd, MotionFrontEnd
 from clonusd.dsp.lobes import LobeTracker
 from clonusd.dsp.ringbuffer import RingBuffer
 from clonusd.dsp.sites import SENSORS, SiteParams
-from clonusd.dsp.stats import median
+from clonusd.dsp.stats import RunningMedian
 from clonusd.dsp.waveform import harmonic_ratio
 
 CHANNELS = {"imu6": 6, "acc3": 3}
@@ -172,7 +172,7 @@ class ClonusDetector:
         self._along = RingBuffer(round(3.0 * beat_fs), 1)
         # EMG envelope before the clonus band-pass, for the rest between bursts.
         self._env = RingBuffer(round(3.0 * beat_fs), 1)
-        self._hop_rms = RingBuffer(100, 1)  # 10 s of quiet hops' RMS (EMG: mean envelope)
+        self._hop_rms = RunningMedian(100)  # 10 s of quiet hops' RMS (EMG: mean envelope)
         self._pos = 0  # beat-stage samples produced
         self._hop_fill = 0
         self._hop_sum = 0.0  # of y^2 (motion) or y (EMG) over the hop
@@ -349,8 +349,7 @@ class ClonusDetector:
         self._hop_fill = 0
         self._hop_sum = 0.0
         if not self.episodes.active:
-            self._hop_rms.push(np.array([level]))
-            self._sigma = median(self._hop_rms.latest())  # changes only here
+            self._sigma = self._hop_rms.push(float(level))  # changes only here
         if self.sensor == "emg":
             self._threshold = max(self._sigma, 1e-12)
         else:

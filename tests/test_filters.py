@@ -10,6 +10,7 @@ from scipy import signal
 from clonusd.dsp.filters import StreamingSOS, bandpass_sos
 from clonusd.dsp.frontends import PrincipalAxisProjector
 from clonusd.dsp.ringbuffer import RingBuffer
+from clonusd.dsp.stats import RunningMedian, median
 
 
 def _split(n: int, sizes: list[int]) -> list[slice]:
@@ -91,3 +92,19 @@ def test_ring_buffer_keeps_the_newest_rows_in_order() -> None:
     assert rb.between(10, 9).shape == (0, 2)
     rb.push(np.arange(40.0).reshape(20, 2))  # longer than capacity
     np.testing.assert_array_equal(rb.latest(), np.arange(40.0).reshape(20, 2)[-5:])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=300),
+    capacity=st.integers(min_value=1, max_value=40),
+)
+def test_the_running_median_is_the_median_of_the_last_values(
+    values: list[float], capacity: int
+) -> None:
+    """The noise floor's window, kept sorted as values come and go: at every push, the
+    same figure as the median of the last `capacity` values, ties and repeats included."""
+    window = RunningMedian(capacity)
+    rounded = [round(v, 1) for v in values]  # repeats, so ties are exercised
+    for i, v in enumerate(rounded):
+        assert window.push(v) == median(rounded[max(0, i + 1 - capacity) : i + 1])
