@@ -172,7 +172,7 @@ class BurstTracker:
         recent = [b for b in self._bursts if burst.start_pos - b.start_pos <= self.memory]
         if last is not None and burst.start_pos - last.start_pos < self._refractory(recent):
             return []  # a second hump of the same burst
-        if recent and burst.peak < self.minor * float(np.median([b.peak for b in recent])):
+        if recent and burst.peak < self.minor * median(b.peak for b in recent):
             return []  # a ripple between bursts far larger than it
         burst.width = self._above(start, at, half, newest)
         pair = self._merged(burst, recent, rest, newest)
@@ -322,7 +322,7 @@ class BurstTracker:
         if len(recent) < 3:
             return self.refractory
         gaps = np.diff([b.start_pos for b in recent])
-        return max(self.refractory, 0.5 * float(np.median(gaps)))
+        return max(self.refractory, 0.5 * median(gaps))
 
     def _centre(self, first: int, last: int, level: float, newest: int, peak: int) -> int:
         """Centre of the envelope's mass above `level` over positions `first`-`last`

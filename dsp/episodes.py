@@ -396,10 +396,14 @@ class EpisodeTracker:
         lobes = self.chain.lobes
         if not lobes:
             return events
-        periods = self._periods(self._core())
-        limit = max(2.0 * median(periods) if periods.size else 0.0, self.max_period)
-        if pos - lobes[-1].start_pos > 1.25 * limit:
-            return events + self._finish(pos)
+        since = pos - lobes[-1].start_pos
+        # The limit is never under the longest period, so the chain's own periods need
+        # only be looked at once that much time has passed (not at every hop).
+        if since > 1.25 * self.max_period:
+            periods = self._periods(self._core())
+            limit = max(2.0 * median(periods) if periods.size else 0.0, self.max_period)
+            if since > 1.25 * limit:
+                return events + self._finish(pos)
         if self.sustained and pos - self.chain.last_update_pos >= self.update_interval:
             self.chain.last_update_pos = pos
             events.append(self._event("clonus.update", pos))
