@@ -68,7 +68,6 @@ class BurstTracker:
         # A peak found but not yet timed: (value, position, half its height, window start).
         self._pending: tuple[float, int, float, int] | None = None
         self._bursts: deque[Lobe] = deque(maxlen=4)  # the last bursts handed on
-        self.infer_missed = False  # infer a burst the rhythm says was missed (`_missed`)
 
     def reset(self) -> None:
         self._pending = None
@@ -78,9 +77,12 @@ class BurstTracker:
         self._trough = None
         self._bursts.clear()
 
-    def process(self, pos: np.ndarray, env: FloatArray, rest: float) -> list[Lobe]:
+    def process(
+        self, pos: np.ndarray, env: FloatArray, rest: float, infer_missed: bool = False
+    ) -> list[Lobe]:
         """Feed envelope samples `env` at positions `pos` (the resting level `rest`);
-        returns the bursts (and troughs before them) confirmed in them.
+        returns the bursts (and troughs before them) confirmed in them. With
+        `infer_missed`, a burst the rhythm says was missed is handed on too (`_missed`).
 
         A plain loop over Python floats: a tenth of a second comes at a time, and numpy's
         cost per call over so few samples is several times the comparisons'."""
@@ -103,14 +105,14 @@ class BurstTracker:
                 hit, emit = self._next_rise(values, where, i, floor)
                 if emit is not None:
                     # A burst is timed once the envelope has fallen to half its height.
-                    out += self._emit(rest, where[emit], values[emit], newest)
+                    out += self._emit(rest, where[emit], values[emit], newest, infer_missed)
                     i = emit + 1
                     continue
                 if hit is None:
                     return out
                 self._trough_pos = self._ext_pos
                 if self._pending is not None:  # the next burst rose before this one fell
-                    out += self._emit(rest, self._ext_pos, self._ext, newest)
+                    out += self._emit(rest, self._ext_pos, self._ext, newest, infer_missed)
                 if self._trough is None or self._ext < self._trough.peak:
                     # Its depth is set when the next burst comes; after a hump that was
                     # no burst, the lower of the two troughs parts the bursts.
@@ -160,7 +162,9 @@ class BurstTracker:
         self._ext, self._ext_pos = ext, ext_pos
         return None, None
 
-    def _emit(self, rest: float, at: int, level: float, newest: int) -> list[Lobe]:
+    def _emit(
+        self, rest: float, at: int, level: float, newest: int, infer_missed: bool
+    ) -> list[Lobe]:
         """Hand on the pending burst, timed over its envelope above `level` up to `at`,
         and the trough before it."""
         assert self._pending is not None
@@ -181,11 +185,11 @@ class BurstTracker:
         self._peak = burst
         if last is None or trough is None or burst.start_pos - last.start_pos > self.max_gap:
             return [burst]
-        if pair is None and self.infer_missed:
+        if pair is None and infer_missed:
             unseen = self._missed(burst, last, recent)
             if unseen is not None:
                 # Both silences are as deep as the one seen, half-way between bursts.
-                depth = -(min(last.peak, burst.peak) + rest - trough.peak)
+                depth = self._silence(trough, last, burst, rest)
                 before = (last.start_pos + unseen.start_pos) // 2
                 after = (unseen.start_pos + burst.start_pos) // 2
                 trough.peak, trough.start_pos, trough.peak_pos = depth, before, before
@@ -195,7 +199,7 @@ class BurstTracker:
                 return [trough, unseen, second, burst]
         if pair is not None:
             first, inner, second = pair
-            trough.peak = -(min(last.peak, first.peak) + rest - trough.peak)
+            trough.peak = self._silence(trough, last, first, rest)
             trough.start_pos = trough.peak_pos = (last.start_pos + first.start_pos) // 2
             self._bursts[-1] = second
             self._peak = second
@@ -203,9 +207,15 @@ class BurstTracker:
         # The trough's size is how far the envelope fell between the two bursts; it is
         # placed half-way between them, as the bursts time the rhythm (the lowest point of
         # a silent period is anywhere in it).
-        trough.peak = -(min(last.peak, burst.peak) + rest - trough.peak)
+        trough.peak = self._silence(trough, last, burst, rest)
         trough.start_pos = trough.peak_pos = (last.start_pos + burst.start_pos) // 2
         return [trough, burst]
+
+    @staticmethod
+    def _silence(trough: Lobe, before: Lobe, after: Lobe, rest: float) -> float:
+        """The size of the silence `trough` between bursts `before` and `after` (as a
+        negative half-cycle): how far the envelope fell from the smaller of them."""
+        return -(min(before.peak, after.peak) + rest - trough.peak)
 
     def _merged(
         self, burst: Lobe, recent: list[Lobe], rest: float, newest: int

@@ -318,8 +318,8 @@ class ClonusDetector:
                 # A burst missed inside an alarmed episode is counted, not before:
                 # inferring one towards the count let chance peaks in held voluntary
                 # contractions reach it.
-                self.bursts.infer_missed = self.episodes.sustained
-                for lobe in self.bursts.process(pos, y, self._threshold):
+                infer = self.episodes.sustained
+                for lobe in self.bursts.process(pos, y, self._threshold, infer_missed=infer):
                     events += self.episodes.started(lobe) + self.episodes.closed(lobe)
                 self._hop_sum += float(np.sum(y))
             else:

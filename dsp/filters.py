@@ -76,7 +76,7 @@ class StreamingSOS:
 
     def _process_small(self, x: FloatArray) -> FloatArray:
         """The filter over `n` samples as one linear map of (its state, the samples) to
-        (the outputs, the new state): the same filter, up to rounding (about 1e-16 of the
+        (the outputs, the new state): the same filter, up to rounding (about 1e-15 of the
         signal), at the cost of one small matrix product."""
         zi = self._zi
         assert zi is not None
