@@ -70,8 +70,8 @@ class Unreported:
     """A chain that ended without an episode, for offline review: its counted beats'
     times, and the line of step 4 that last refused it once it had counted past the
     threshold, or None if it never counted that far. A line is named for its setting
-    (`SiteParams` field, or `max_sway`), or is `weak_last_beat` (`onset_beat_ratio`) or
-    `no_rest_before` (`rearm_s`)."""
+    (`SiteParams` field, or `max_sway`), or is `weak_last_beat` (`onset_beat_ratio`),
+    `no_rest_before` (`rearm_s`) or `start_not_seen` (`min_seen_before_s`)."""
 
     beat_times: list[float]
     refused_by: str | None
@@ -200,6 +200,7 @@ class EpisodeTracker:
         self.max_interval_swing = max_interval_swing
         self.lead_in = lead_in
         self.unmerge = unmerge
+        self.seen_before = round(params.min_seen_before_s * fs)
         self.min_period = fs / params.rate_hz[1]
         self.max_period = fs / params.rate_hz[0]
         self.chain = _Chain()
@@ -706,6 +707,8 @@ class EpisodeTracker:
             return []
         if self._weak_last_beat(beats):
             return self._refuse("weak_last_beat")
+        if self._start_unseen():
+            return self._refuse("start_not_seen")
         if self.chain.lobes[0].start_pos - self._rhythm_end < self.rearm:
             # Rhythm that broke and re-formed without a rest in between is ongoing
             # oscillation (tremor, or the rest of an episode already reported), not a
@@ -789,6 +792,17 @@ class EpisodeTracker:
         chain.first_elicited = held.end.elicited
         chain.last_update_pos = chain.lobes[-1].start_pos
         return True
+
+    def _start_unseen(self) -> bool:
+        """The chain began before the band's signal had run `min_seen_before_s`, and
+        the signal has not broken off since: whether the rhythm started from rest or a
+        stretch, or was already going when the signal began (a tremor), was not seen.
+        A rhythm the signal began in is alarmed only once it has stopped and started
+        again. After a break in the signal this does not apply: clonus that goes on
+        after a lost link is alarmed afresh (`force_end`)."""
+        if self._gap_at >= 0 or self.filled_until >= 0:
+            return False
+        return self.chain.lobes[0].start_pos < self.seen_before
 
     def _ran_on_before(self, core: list[Lobe], beats: list[Lobe]) -> bool:
         """The rhythm was already going before its first beat, at more than

@@ -108,6 +108,17 @@ class SiteParams:
     # measured 0.36-1.04; synthetic clonus on the five splits 0.02 median, 0.14 at the
     # 99th percentile and above 0.5 in 1 of 1942 onsets. inf turns it off.
     max_lead_in: float = 0.5
+    # How long the band's signal must have run before a chain's first half-cycle for the
+    # chain to be alarmed as a new rhythm (until the signal first breaks off). Clonus
+    # starts from rest or from a stretch; a tremor, or a hand shaken on purpose, was often
+    # already going when the recording began. Of the 16 alarms on real hand tremor and
+    # shaking (`benchmarks/real_tremor.py`), 7 came from rhythms that began in a
+    # recording's first 0.8 s, where nothing before them could say how they started:
+    # the lead-in line needs 1.15 s (half its span and its 0.3 s gap) to judge one. No
+    # synthetic recording has anything in its first 3 s, so no figure there moves. The
+    # cost: clonus already going when a band is switched on or the service starts is not
+    # alarmed until it stops and starts again. 0 turns it off.
+    min_seen_before_s: float = 1.15
 
     def with_overrides(self, **changes: object) -> SiteParams:
         """A copy with some fields replaced (config overrides)."""

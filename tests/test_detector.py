@@ -337,6 +337,31 @@ def test_a_rhythm_already_going_before_its_first_beat_is_not_clonus_starting() -
     _held_only_by("max_lead_in", "lead_in", t, x, fs)
 
 
+@pytest.mark.parametrize("sensor", ["imu6", "acc3", "emg"])
+def test_a_rhythm_the_signal_began_in_is_not_alarmed_until_it_starts_again(sensor: str) -> None:
+    """The same elicited 10-beat episode alarms on a band that was switched on 3 s before
+    its stretch. Switched on 0.2 s before it, nothing seen says whether the rhythm
+    started from rest or was already going (real tremor and shaking alarmed so in a
+    recording's first second): no alarm, and the review record names the line. With
+    the line off it alarms. An episode later in that same signal, from rest, alarms."""
+    fs = 200.0
+    late_t, late_x, _ = clonus_band(sensor, beats=10, fs=fs, lead_s=3.0)
+    early_t, early_x, _ = clonus_band(sensor, beats=10, fs=fs, lead_s=0.2)
+    ankle = site_params("ankle")
+    assert len(_onsets(_run(ClonusDetector(sensor, ankle, fs), late_t, late_x))) == 1
+    det = ClonusDetector(sensor, ankle, fs)
+    det.episodes.report_beats = True
+    assert not _onsets(_run(det, early_t, early_x, chunk=8))
+    assert "start_not_seen" in [c.refused_by for c in det.episodes.unreported]
+    off = ankle.with_overrides(min_seen_before_s=0.0)
+    assert len(_onsets(_run(ClonusDetector(sensor, off, fs), early_t, early_x))) == 1
+    # The same episode again, from rest, after the first one in the same signal.
+    t2 = np.concatenate([early_t, early_t[-1] + 1.0 / fs + late_t])
+    x2 = np.concatenate([early_x, late_x])
+    (onset,) = _onsets(_run(ClonusDetector(sensor, ankle, fs), t2, x2, chunk=8))
+    assert onset.t > early_t[-1] + 3.0
+
+
 @pytest.mark.parametrize("seed", range(10))
 def test_beats_that_vary_at_random_by_half_their_size_are_still_clonus(seed: int) -> None:
     """Real contractions are not all alike: twelve jerks at 5.5 Hz whose sizes vary at
@@ -805,12 +830,13 @@ def test_a_held_voluntary_contraction_whose_envelope_wanders_is_not_clonus() -> 
     channels, 1 kHz, the first 2.5 s of `27_1_3.txt` of the MuscleTracker data set, CC0:
     github.com/emoralesv/MuscleTracker-Hand-Movement). Six chance peaks of its envelope
     fall evenly enough to alarm without the envelope-rhythm check; the envelope between
-    them does not repeat from one peak to the next, as one reflex loop's does."""
+    them does not repeat from one peak to the next, as one reflex loop's does. The
+    peaks begin at the excerpt's start, so the start line is off here."""
     rows = np.loadtxt(
         Path(__file__).parent / "data" / "voluntary-forearm-emg.csv", delimiter=",", skiprows=1
     )
     t, x = rows[:, 0], rows[:, 1:]
-    params = site_params("wrist")
+    params = site_params("wrist").with_overrides(min_seen_before_s=0.0)
     unchecked = ClonusDetector("emg", params.with_overrides(min_envelope_rhythm=-2.0), 1000.0, 2)
     (onset,) = _onsets(_run(unchecked, t, x))
     assert onset.extra["envelope_rhythm"] < params.min_envelope_rhythm
@@ -1019,22 +1045,27 @@ def test_a_weak_cycle_after_five_beats_waits_for_the_next_beat(sensor: str, ring
     assert onset.beats == 6
 
 
+# Beat-stage positions the band had run (at rest) before an envelope's first sample: a
+# rhythm must start after the signal has (`min_seen_before_s`).
+RESTED = 300
+
+
 def _emg_bursts(env: np.ndarray) -> tuple[ClonusDetector, list[Lobe]]:
     """An ankle EMG detector (envelope at 200 Hz) and the bursts and troughs its burst
     tracker finds in envelope `env` (resting level 0.01), fed a tenth of a second at a
-    time."""
+    time, `RESTED` positions after the band started."""
     det = ClonusDetector("emg", site_params("ankle"), 1000.0)
     assert det.beat_fs == 200.0
     lobes: list[Lobe] = []
     for at in range(0, env.size, 20):
-        pos = np.arange(at, min(at + 20, env.size))
-        lobes += det.bursts.process(pos, env[pos], 0.01)
+        idx = np.arange(at, min(at + 20, env.size))
+        lobes += det.bursts.process(idx + RESTED, env[idx], 0.01)
     return det, lobes
 
 
 def _burst_starts(env: np.ndarray) -> list[int]:
-    """Where the burst tracker of an ankle EMG detector times the bursts of `env`."""
-    return [b.start_pos for b in _emg_bursts(env)[1] if b.sign > 0]
+    """Where (in `env`) the burst tracker of an ankle EMG detector times its bursts."""
+    return [b.start_pos - RESTED for b in _emg_bursts(env)[1] if b.sign > 0]
 
 
 def _envelope(bursts: list[tuple[float, float]]) -> np.ndarray:

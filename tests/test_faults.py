@@ -155,7 +155,7 @@ def test_sigkill_mid_episode_is_ended_on_restart_and_ids_stay_unique(
     sub = Subscriber(broker.port)
     state = tmp_path / "state"
     first = Daemon(
-        write_config(tmp_path / "a.toml", broker.port, state, [{"at_s": 1, "beats": 200}]), SPEED
+        write_config(tmp_path / "a.toml", broker.port, state, [{"at_s": 2, "beats": 200}]), SPEED
     )
     daemons.append(first)
     first.start()
@@ -164,7 +164,7 @@ def test_sigkill_mid_episode_is_ended_on_restart_and_ids_stay_unique(
     onset = _clonus(sub, "clonus.onset")[0]
     assert not _clonus(sub, "clonus.end")
     second = Daemon(
-        write_config(tmp_path / "b.toml", broker.port, state, [{"at_s": 1, "beats": 12}]), SPEED
+        write_config(tmp_path / "b.toml", broker.port, state, [{"at_s": 2, "beats": 12}]), SPEED
     )
     daemons.append(second)
     second.start()
@@ -196,7 +196,7 @@ def _start_failure(
     notify: Notify | None = None,
 ) -> tuple[int, str, Subscriber]:
     sub = Subscriber(broker.port)
-    cfg = write_config(tmp_path / "c.toml", broker.port, state, [{"at_s": 1, "beats": 12}])
+    cfg = write_config(tmp_path / "c.toml", broker.port, state, [{"at_s": 2, "beats": 12}])
     cfg.chmod(0o644)
     d = Daemon(cfg, SPEED, env=notify.env() if notify else None, wrapper=wrapper)
     d.start()
@@ -309,7 +309,7 @@ def test_corrupt_outbox_is_moved_aside_and_alarmed(
         original = _garbled_outbox(box)
     sub = Subscriber(broker.port)
     d = Daemon(
-        write_config(tmp_path / "c.toml", broker.port, state, [{"at_s": 1, "beats": 12}]), SPEED
+        write_config(tmp_path / "c.toml", broker.port, state, [{"at_s": 2, "beats": 12}]), SPEED
     )
     daemons.append(d)
     d.start()
@@ -338,7 +338,7 @@ def test_disk_filling_during_the_run(
     event from the outbox) depends on timing, so the test does not assume it."""
     sub = Subscriber(broker.port)
     with tmpfs(tmp_path / "state", 4096) as state:
-        cfg = write_config(tmp_path / "c.toml", broker.port, state, [{"at_s": 1, "beats": 300}])
+        cfg = write_config(tmp_path / "c.toml", broker.port, state, [{"at_s": 2, "beats": 300}])
         d = Daemon(cfg, 2.0, env=notify.env())
         daemons.append(d)
         d.start()
@@ -440,7 +440,7 @@ def test_publish_refused_by_the_acl_stays_in_the_outbox_and_alarms(
             tmp_path / "c.toml",
             broker.port,
             state,
-            [{"at_s": 1, "beats": 12}],
+            [{"at_s": 2, "beats": 12}],
             mqtt_extra=f'username = "clonusd"\npassword_file = "{secret}"',
         )
         d = Daemon(cfg, SPEED)
@@ -599,7 +599,7 @@ def test_repeated_sigkills_mid_episode_leave_no_episode_open(
     every onset a subscriber saw has exactly one end, and no episode id repeats."""
     sub = Subscriber(broker.port)
     state = tmp_path / "state"
-    cfg = write_config(tmp_path / "c.toml", broker.port, state, [{"at_s": 1, "beats": 400}])
+    cfg = write_config(tmp_path / "c.toml", broker.port, state, [{"at_s": 2, "beats": 400}])
     for i in range(6):
         d = Daemon(cfg, SPEED)
         daemons.append(d)

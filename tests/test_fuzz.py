@@ -48,7 +48,7 @@ fs_hz = 200
 chunk = 8
 amplitude = 60.0
 noise = 2.0
-episodes = [{ at_s = 1, beats = 8, frequency_hz = 5.5 }]
+episodes = [{ at_s = 2, beats = 8, frequency_hz = 5.5 }]
 [sensors.detector]
 threshold_beats = 5
 band_hz = [2.5, 10.0]

@@ -29,7 +29,7 @@ def _check(payload: Any, kind: str) -> None:
 def test_every_payload_the_daemon_publishes_matches_its_schema(
     broker: Mosquitto, tmp_path: Path
 ) -> None:
-    source = 'kind = "simulated"\nepisodes = [{at_s = 1, beats = 30}]\nstall_at_s = 9'
+    source = 'kind = "simulated"\nepisodes = [{at_s = 2, beats = 30}]\nstall_at_s = 9'
     cfg = write_config(tmp_path / "c.toml", broker.port, tmp_path / "state", [], source=source)
     sub = Subscriber(broker.port)
     daemon = Daemon(cfg, 3.0)

@@ -116,7 +116,7 @@ def test_event_stored_before_a_sigkill_is_delivered_after_restart(
 ) -> None:
     broker.stop()  # detect while the broker is unreachable: events wait in the outbox
     state = tmp_path / "state"
-    cfg = write_config(tmp_path / "c.toml", broker.port, state, [{"at_s": 1, "beats": 12}])
+    cfg = write_config(tmp_path / "c.toml", broker.port, state, [{"at_s": 2, "beats": 12}])
     daemon = Daemon(cfg, SPEED)
     daemon.start()
     outbox = state / "outbox.sqlite3"
@@ -153,7 +153,7 @@ def test_late_subscriber_sees_the_alarm_that_is_already_on(
 ) -> None:
     early = Subscriber(broker.port)
     cfg = write_config(
-        tmp_path / "c.toml", broker.port, tmp_path / "state", [{"at_s": 1, "beats": 80}]
+        tmp_path / "c.toml", broker.port, tmp_path / "state", [{"at_s": 2, "beats": 80}]
     )
     daemon = Daemon(cfg, 2.0)
     daemon.start()

@@ -259,9 +259,10 @@ class Scenario:
             "both bands streaming", lambda: movesense.streaming and pol.streaming, 120
         ):
             return
-        # Each band's clonus starts a second from now on its own clock.
-        movesense.band.add(episode.make(movesense.clock() + 1.0, 12, 5.5, seed=1))
-        pol.band.add(episode.make(pol.clock() + 1.0, 10, 5.0, seed=2))
+        # Each band's clonus starts two seconds from now on its own clock: a rhythm that
+        # begins in a band's first 1.15 s of signal is not alarmed as new.
+        movesense.band.add(episode.make(movesense.clock() + 2.0, 12, 5.5, seed=1))
+        pol.band.add(episode.make(pol.clock() + 2.0, 10, 5.0, seed=2))
         await self.wait(
             "movesense episode ended", lambda: "clonus.end" in self.run.kinds(MOVESENSE), 40
         )
