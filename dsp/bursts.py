@@ -321,7 +321,10 @@ class BurstTracker:
 
     def _held(self, first: int, last: int, newest: int) -> tuple[int, FloatArray]:
         """The envelope over positions `first`-`last` (`newest` the latest pushed), from
-        the oldest position still held if `first` is older: (where it starts, values)."""
+        the oldest position still held if `first` is older: (where it starts, values).
+        Positions are the caller's, counted back from `newest`, not the buffer's own
+        count of rows pushed (`RingBuffer.between`): the tracker does not assume its
+        caller's positions started at 0."""
         first = max(first, newest - len(self._recent) + 1)
         if last < first:
             return first, np.empty(0)
