@@ -109,7 +109,7 @@ class DetectorOverrides(_Strict):
     max_excursion: dict[Literal["gyr", "acc"], float] | None = None
     max_beat_spread: float | None = Field(None, gt=0)  # inf turns the motion check off
     max_interval_swing: float | None = Field(None, gt=0)  # inf turns the motion check off
-    max_lead_in: float | None = Field(None, gt=0)  # inf turns the motion check off
+    max_lead_in: float | None = Field(None, gt=0)  # inf turns the check off
     min_seen_before_s: float | None = Field(None, ge=0, le=60)  # 0 turns the check off
 
     @field_validator("band_hz", "rate_hz")

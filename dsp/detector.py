@@ -89,6 +89,7 @@ class ClonusDetector:
     outer_harmonic_band: ClassVar[dict[str, tuple[float, float]]] = {"acc3": (0.35, 0.375)}
     oscillation_s = 30.0  # signal the beats are counted on, kept for `oscillation`
     lead_in_s, lead_gap_s = 2.0, 0.3  # the span before a chain's first beat `_lead_in` reads
+    emg_lead_in_s, emg_lead_gap_s = 1.0, 0.15  # and before a first burst, `_emg_lead_in`
 
     def __init__(
         self,
@@ -162,7 +163,7 @@ class ClonusDetector:
             max_sway=self.max_sway.get(sensor, np.inf),
             max_beat_spread=params.max_beat_spread if sensor != "emg" else None,
             max_interval_swing=params.max_interval_swing if sensor != "emg" else None,
-            lead_in=self._lead_in if sensor != "emg" else None,
+            lead_in=self._lead_in if sensor != "emg" else self._emg_lead_in,
         )
         # Beat-stage sample times, for reporting; long enough for a long episode.
         self._times = RingBuffer(round(900 * beat_fs), 1)
@@ -454,6 +455,23 @@ class ClonusDetector:
             return 0.0
         rows = osc.between(start, end)[:, 0]
         return float(np.sqrt(2.0 * np.mean(rows**2)) / amplitude)
+
+    def _emg_lead_in(self, first_pos: int, amplitude: float, since: int) -> float:
+        """The EMG envelope's mean from `emg_lead_in_s` to `emg_lead_gap_s` before
+        beat-stage position `first_pos`, but not before position `since`, over the
+        chain's burst size `amplitude`: how active the muscle already was before the
+        first burst (`SiteParams.max_lead_in`). A mean, not a level: bursts with rests
+        between them (a rhythm that broke and re-formed) average far under their peaks,
+        a held contraction does not. 0 when less than half of that span is held."""
+        env = self._osc
+        start = max(
+            first_pos - round(self.emg_lead_in_s * self.beat_fs), env.total - len(env), since
+        )
+        end = first_pos - round(self.emg_lead_gap_s * self.beat_fs)
+        span = round((self.emg_lead_in_s - self.emg_lead_gap_s) * self.beat_fs)
+        if end - start < span // 2 or amplitude <= 0:
+            return 0.0
+        return float(np.mean(env.between(start, end)[:, 0]) / amplitude)
 
     def _envelope_held(self, first_pos: int, end_pos: int) -> FloatArray:
         """The EMG envelope's power from beat-stage position `first_pos` (at most the last

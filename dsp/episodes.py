@@ -806,15 +806,21 @@ class EpisodeTracker:
 
     def _ran_on_before(self, core: list[Lobe], beats: list[Lobe]) -> bool:
         """The rhythm was already going before its first beat, at more than
-        `SiteParams.max_lead_in` of its size: a tremor steadying, not clonus starting
-        (motion only; `lead_in`). Judged once per chain, like the shape. Only the signal
-        since it last broke off counts: clonus going on after a lost link or a long loss
-        of samples is alarmed afresh (`force_end`), not taken for a rhythm that ran on."""
+        `SiteParams.max_lead_in` of its size: a tremor steadying, or (EMG) bursts out
+        of a contraction already held, not clonus starting (`lead_in`). Judged once per
+        chain, like the shape. An EMG chain that follows one whose rhythm broke off is
+        judged from before that one: a reflex train breaks where a burst is lost, and
+        its first piece is not activity before it. Only the signal since it last broke
+        off counts: clonus going on after a lost link or a long loss of samples is
+        alarmed afresh (`force_end`), not taken for a rhythm that ran on."""
         if self.lead_in is None:
             return False
         if self.chain.lead is None:
             since = max(self._gap_at, self.filled_until)
-            self.chain.lead = self.lead_in(beats[0].start_pos, self._amplitude(core), since)
+            first = beats[0].start_pos
+            if self.counting == "positive" and self.chain.before:
+                first = min(first, self.chain.before[0].start_pos)
+            self.chain.lead = self.lead_in(first, self._amplitude(core), since)
         return self.chain.lead > self.p.max_lead_in
 
     def _unlike_clonus(self, core: list[Lobe]) -> str | None:

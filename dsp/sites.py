@@ -106,7 +106,12 @@ class SiteParams:
     # a chain forms where it steadies (research: tremor persists without a trigger). On
     # real hand tremor and shaking (`benchmarks/real_tremor.py`) 6 of the 20 alarms
     # measured 0.36-1.04; synthetic clonus on the five splits 0.02 median, 0.14 at the
-    # 99th percentile and above 0.5 in 1 of 1942 onsets. inf turns it off.
+    # 99th percentile and above 0.5 in 1 of 1942 onsets. EMG: the envelope's mean from
+    # 1 s to 0.15 s before the first burst, over the bursts' size: a reflex train starts
+    # from a resting muscle, chance peaks of a held contraction come out of one already
+    # working. On real voluntary EMG (`benchmarks/real_emg.py`) 6 of the 13 alarms
+    # measured 0.54-1.4; synthetic clonus 0.02 median, 0.31 at the 99th percentile.
+    # inf turns it off.
     max_lead_in: float = 0.5
     # How long the band's signal must have run before a chain's first half-cycle for the
     # chain to be alarmed as a new rhythm (until the signal first breaks off). Clonus
