@@ -447,13 +447,9 @@ class ClonusDetector:
         the rhythm was already going before its first beat (`SiteParams.max_lead_in`).
         0 when less than half of that span is held or after `since` (a band that just
         connected, or came back after a gap)."""
-        osc = self._osc
-        start = max(first_pos - round(self.lead_in_s * self.beat_fs), osc.total - len(osc), since)
-        end = first_pos - round(self.lead_gap_s * self.beat_fs)
-        span = round((self.lead_in_s - self.lead_gap_s) * self.beat_fs)
-        if end - start < span // 2 or amplitude <= 0:
+        rows = self._before(first_pos, since, self.lead_in_s, self.lead_gap_s)
+        if rows is None or amplitude <= 0:
             return 0.0
-        rows = osc.between(start, end)[:, 0]
         return float(np.sqrt(2.0 * np.mean(rows**2)) / amplitude)
 
     def _emg_lead_in(self, first_pos: int, amplitude: float, since: int) -> float:
@@ -463,15 +459,20 @@ class ClonusDetector:
         first burst (`SiteParams.max_lead_in`). A mean, not a level: bursts with rests
         between them (a rhythm that broke and re-formed) average far under their peaks,
         a held contraction does not. 0 when less than half of that span is held."""
-        env = self._osc
-        start = max(
-            first_pos - round(self.emg_lead_in_s * self.beat_fs), env.total - len(env), since
-        )
-        end = first_pos - round(self.emg_lead_gap_s * self.beat_fs)
-        span = round((self.emg_lead_in_s - self.emg_lead_gap_s) * self.beat_fs)
-        if end - start < span // 2 or amplitude <= 0:
+        rows = self._before(first_pos, since, self.emg_lead_in_s, self.emg_lead_gap_s)
+        if rows is None or amplitude <= 0:
             return 0.0
-        return float(np.mean(env.between(start, end)[:, 0]) / amplitude)
+        return float(np.mean(rows) / amplitude)
+
+    def _before(self, first_pos: int, since: int, lead_s: float, gap_s: float) -> FloatArray | None:
+        """The signal beats are counted on from `lead_s` to `gap_s` before beat-stage
+        position `first_pos`, but not before position `since`; None when less than half
+        of that span is held."""
+        start = max(first_pos - round(lead_s * self.beat_fs), since)
+        rows = self._osc.between(start, first_pos - round(gap_s * self.beat_fs))[:, 0]
+        if rows.size < round((lead_s - gap_s) * self.beat_fs) // 2:
+            return None
+        return rows
 
     def _envelope_held(self, first_pos: int, end_pos: int) -> FloatArray:
         """The EMG envelope's power from beat-stage position `first_pos` (at most the last
