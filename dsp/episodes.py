@@ -800,9 +800,12 @@ class EpisodeTracker:
         A rhythm the signal began in is alarmed only once it has stopped and started
         again. After a break in the signal this does not apply: clonus that goes on
         after a lost link is alarmed afresh (`force_end`)."""
-        if self._gap_at >= 0 or self.filled_until >= 0:
-            return False
-        return self.chain.lobes[0].start_pos < self.seen_before
+        return self._broke_off_at() < 0 and self.chain.lobes[0].start_pos < self.seen_before
+
+    def _broke_off_at(self) -> int:
+        """Where the signal last broke off (a gap, or a fill long enough to end a rhythm);
+        -1 if it never has."""
+        return max(self._gap_at, self.filled_until)
 
     def _ran_on_before(self, core: list[Lobe], beats: list[Lobe]) -> bool:
         """The rhythm was already going before its first beat, at more than
@@ -816,7 +819,7 @@ class EpisodeTracker:
         if self.lead_in is None:
             return False
         if self.chain.lead is None:
-            since = max(self._gap_at, self.filled_until)
+            since = self._broke_off_at()
             first = beats[0].start_pos
             if self.counting == "positive" and self.chain.before:
                 first = min(first, self.chain.before[0].start_pos)
